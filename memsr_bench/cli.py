@@ -1,0 +1,149 @@
+"""The ``memsr-bench`` command line (also ``python -m memsr_bench``).
+
+Every sub-command lives in a small ``_cmd_*`` function; bad input raises MemsrInputError, which
+``main`` prints as one line on stderr with exit code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from memsr_bench.color import Y_VARIANTS
+from memsr_bench.data.datasets import LR_SOURCES, discover_test_set
+from memsr_bench.data.matlab_resize import BORDERS
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.metrics import CHANNELS
+from memsr_bench.upscalers import BicubicUpscaler, Upscaler
+
+
+def make_upscaler(model_name: str, scale: int, weights: str | None, device: str) -> Upscaler:
+    """``bicubic`` or a zoo model (with its checkpoint, if given) wrapped to map uint8 RGB to uint8 RGB."""
+    if model_name == "bicubic":
+        if weights:
+            raise MemsrInputError("--weights", "bicubic has no weights")
+        return BicubicUpscaler(scale)
+    import zoo
+
+    if model_name not in zoo.names():
+        raise MemsrInputError(
+            model_name, f"unknown model; choose bicubic or one of: {', '.join(zoo.names())}"
+        )
+    model = zoo.create(model_name, scale=scale, checkpoint=weights)
+    return zoo.upscaler(model, device=device)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from memsr_bench.evaluate import evaluate
+
+    test_set = discover_test_set(args.data, args.scale, lr_source=args.lr_source, border=args.border)
+    upscaler = make_upscaler(args.model, args.scale, args.weights, args.device)
+    result = evaluate(
+        upscaler, test_set, channel=args.channel, y_variant=args.y_variant, crop_border=args.crop
+    )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"{result.model} x{result.scale} on {result.dataset} ({len(result.images)} images)")
+    for image in result.images:
+        print(f"  {image.name:<20} PSNR {image.psnr:8.4f} dB   SSIM {image.ssim:.4f}")
+    print(f"mean PSNR {result.psnr:.4f} dB   SSIM {result.ssim:.4f}")
+    print(f"conventions: {result.conventions['summary']}; LR {result.conventions['lr_source']}")
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    import zoo
+
+    rows = []
+    for name in zoo.names():
+        spec = zoo.get_spec(name)
+        for scale in spec.scales:
+            model = spec.build(scale=scale)
+            rows.append(
+                {
+                    "model": name,
+                    "scale": scale,
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "published_params": spec.published_params.get(scale),
+                    "input_range": spec.input_range,
+                    "channels": spec.channels,
+                    "checkpoint": (ckpt.filename if (ckpt := spec.checkpoint_for(scale)) else None),
+                    "paper": spec.paper,
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<18} {'scale':>5} {'params':>11} {'published':>11}  {'input':<10} checkpoint")
+    for row in rows:
+        published = f"{row['published_params']:,}" if row["published_params"] else "-"
+        data_range = f"{row['channels'].upper()} 0..{int(row['input_range'])}"
+        print(
+            f"{row['model']:<18} {row['scale']:>5} {row['params']:>11,} {published:>11}  {data_range:<10} "
+            f"{row['checkpoint'] or '-'}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memsr-bench",
+        description="Benchmark and memory analysis for efficient single-image super-resolution.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM of bicubic or a zoo model on a test set",
+        description="Evaluate an upscaler on a test set (EDSR benchmark layout or a folder of HR images) "
+        "with the published conventions: HR modcropped, SR rounded to uint8, crop = scale, "
+        "BT.601 Y (float by default), SSIM as ssim_index.m.",
+    )
+    ev.add_argument("model", help="'bicubic' or a zoo model name (see `memsr-bench zoo`)")
+    ev.add_argument("--scale", type=int, required=True, help="upscaling factor, e.g. 2, 3 or 4")
+    ev.add_argument("--data", required=True, help="test-set folder, e.g. ../shared/datasets/Set5")
+    ev.add_argument("--weights", help="checkpoint file or weights directory for a zoo model")
+    ev.add_argument(
+        "--border",
+        choices=BORDERS,
+        default="symmetric",
+        help="LR convention: symmetric (MATLAB, LR_bicubic) or replicate (SelfExSR/RCAN, LR_bicubic_rcan)",
+    )
+    ev.add_argument(
+        "--lr-source",
+        choices=LR_SOURCES,
+        default="auto",
+        help="LR from the set's LR folder, regenerated from HR, or auto (folder if present)",
+    )
+    ev.add_argument("--y-variant", choices=Y_VARIANTS, default="float", help="BT.601 Y unrounded or rounded")
+    ev.add_argument("--channel", choices=CHANNELS, default="y", help="compare Y (papers) or RGB (NTIRE)")
+    ev.add_argument("--crop", type=int, default=None, help="border pixels cropped (default: the scale)")
+    ev.add_argument("--device", default="cpu", help="torch device for zoo models (cpu, cuda)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(run=_cmd_eval)
+
+    zo = sub.add_parser("zoo", help="list the zoo's models, scales and parameter counts")
+    zo.add_argument("--json", action="store_true", help="print a JSON list")
+    zo.set_defaults(run=_cmd_zoo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except MemsrInputError as err:
+        print(f"memsr-bench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memsr-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

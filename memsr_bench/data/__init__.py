@@ -1,0 +1,1 @@
+"""Data: image I/O, MATLAB-exact resizing, test-set discovery."""

@@ -1,0 +1,73 @@
+"""A uniform wrapper: every harness feeds uint8 RGB and gets uint8 RGB back, whatever the model reads.
+
+The model's conventions come from its registry entry: input range (0..1 or 0..255) and RGB or
+Y-only input. Mean shifts live inside the zoo modules (as in the reference code), so the wrapper
+does not apply any. For Y-only models (FSRCNN, SRCNN) the luma is super-resolved by the model
+and the chroma is upscaled with MATLAB bicubic, the usual way these models are evaluated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from memsr_bench.color import rgb_to_ycbcr, ycbcr_to_rgb
+from memsr_bench.data.matlab_resize import imresize
+from zoo.registry import ModelSpec
+
+
+class Upscaler:
+    """Callable ``lr (uint8 RGB H x W x 3) -> sr (uint8 RGB sH x sW x 3)`` around a zoo model.
+
+    Output conversion: scale to 0..255, clamp, round half to even (torch.round), uint8 — the
+    same as the reference test scripts' ``(x * 255).round()`` up to ties, which float outputs
+    practically never hit.
+    """
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, scale: int, device: str | torch.device = "cpu"):
+        self.model = model.eval().to(device)
+        self.spec = spec
+        self.scale = int(scale)
+        self.device = torch.device(device)
+        self.name = spec.name
+
+    def _run(self, planes: np.ndarray) -> torch.Tensor:
+        """Run the model on float64 planes C x H x W in 0..255; returns float32 C x sH x sW in 0..255."""
+        x = torch.from_numpy(planes).to(torch.float32).unsqueeze(0).to(self.device)
+        if self.spec.input_range != 255.0:
+            x = x * (self.spec.input_range / 255.0)
+        with torch.inference_mode():
+            out = self.model(x)
+        expected = (planes.shape[1] * self.scale, planes.shape[2] * self.scale)
+        if tuple(out.shape[-2:]) != expected:
+            raise RuntimeError(
+                f"{self.name} returned {tuple(out.shape[-2:])} for x{self.scale}, expected {expected}"
+            )
+        out = out[0].float().cpu()
+        if self.spec.input_range != 255.0:
+            out = out * (255.0 / self.spec.input_range)
+        return out
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        if lr.dtype != np.uint8 or lr.ndim != 3 or lr.shape[2] != 3:
+            raise ValueError(f"expected uint8 RGB H x W x 3, got {lr.dtype} {lr.shape}")
+        if self.spec.channels == "rgb":
+            sr = self._run(lr.transpose(2, 0, 1).astype(np.float64))
+            return sr.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        # Y-only model: luma from the network, chroma from MATLAB bicubic upscaling.
+        y_sr = self._run(rgb_to_ycbcr(lr)[None, :, :, 0]).numpy()[0].astype(np.float64)
+        ycbcr = rgb_to_ycbcr(imresize(lr, self.scale))
+        ycbcr[:, :, 0] = y_sr
+        return np.clip(np.round(ycbcr_to_rgb(ycbcr)), 0, 255).astype(np.uint8)
+
+
+def upscaler(model: nn.Module, device: str | torch.device = "cpu") -> Upscaler:
+    """Wrap a model made by ``zoo.create`` (it carries ``zoo_spec`` and ``scale``)."""
+    spec = getattr(model, "zoo_spec", None)
+    scale = getattr(model, "scale", None)
+    if spec is None or scale is None:
+        raise ValueError(
+            "zoo.upscaler needs a model made by zoo.create (it reads model.zoo_spec and model.scale)"
+        )
+    return Upscaler(model, spec, scale, device)
