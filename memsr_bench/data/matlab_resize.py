@@ -18,14 +18,17 @@ All arithmetic is float64 in MATLAB's tap order so that every rounding matches.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
+import torch
 
 Border = Literal["symmetric", "replicate"]
 Intermediate = Literal["uint8", "float64"]
 BORDERS: tuple[str, ...] = ("symmetric", "replicate")
+_FLOAT32_TIE_MARGIN = 1e-3  # > 2x the worst float32 error of a <= 18-tap sum of 0..255 values
 
 
 def cubic_kernel(x: np.ndarray) -> np.ndarray:
@@ -39,6 +42,39 @@ def cubic_kernel(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
+def _unfolded_contributions(in_length: int, out_length: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (out x taps) and 0-based input positions before border handling (may be < 0 or >= n).
+
+    Taps whose weight is zero for every output are dropped, as MATLAB does.
+    """
+    kernel_width = 4.0
+    antialias = scale < 1
+    if antialias:
+        kernel_width = kernel_width / scale
+    x = np.arange(1, out_length + 1, dtype=np.float64)
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - kernel_width / 2)
+    taps = math.ceil(kernel_width) + 2
+    positions = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]  # 1-based
+    distance = u[:, None] - positions
+    weights = scale * cubic_kernel(scale * distance) if antialias else cubic_kernel(distance)
+    weights = weights / weights.sum(axis=1, keepdims=True)
+    keep = np.any(weights != 0, axis=0)
+    return np.ascontiguousarray(weights[:, keep]), np.ascontiguousarray(
+        positions[:, keep].astype(np.int64) - 1
+    )
+
+
+def _apply_border(positions: np.ndarray, in_length: int, border: Border) -> np.ndarray:
+    """Map out-of-range positions into 0..n-1: mirrored (MATLAB) or clamped (replicate)."""
+    if border == "symmetric":
+        # MATLAB: aux = [1:n, n:-1:1]; idx = aux(mod(idx-1, 2n) + 1)
+        mirror = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
+        return mirror[np.mod(positions, 2 * in_length)]
+    return np.clip(positions, 0, in_length - 1)
+
+
+@lru_cache(maxsize=64)
 def resize_contributions(
     in_length: int, out_length: int, scale: float, border: Border
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -48,28 +84,8 @@ def resize_contributions(
     """
     if border not in BORDERS:
         raise ValueError(f"border must be one of {BORDERS}, not {border!r}")
-    kernel_width = 4.0
-    antialias = scale < 1
-    if antialias:
-        kernel_width = kernel_width / scale
-    x = np.arange(1, out_length + 1, dtype=np.float64)
-    u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - kernel_width / 2)
-    taps = math.ceil(kernel_width) + 2
-    indices = left[:, None] + np.arange(taps, dtype=np.float64)[None, :]  # 1-based
-    distance = u[:, None] - indices
-    weights = scale * cubic_kernel(scale * distance) if antialias else cubic_kernel(distance)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    indices = indices.astype(np.int64) - 1  # 0-based
-    if border == "symmetric":
-        # MATLAB: aux = [1:n, n:-1:1]; idx = aux(mod(idx-1, 2n) + 1)
-        period = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
-        indices = period[np.mod(indices, 2 * in_length)]
-    else:
-        indices = np.clip(indices, 0, in_length - 1)
-    keep = np.any(weights != 0, axis=0)
-    weights = np.ascontiguousarray(weights[:, keep])
-    indices = np.ascontiguousarray(indices[:, keep])
+    weights, positions = _unfolded_contributions(in_length, out_length, scale)
+    indices = _apply_border(positions, in_length, border)
     weights.flags.writeable = False
     indices.flags.writeable = False
     return weights, indices
@@ -80,19 +96,87 @@ def _round_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.floor(np.clip(values, 0, 255) + 0.5).astype(np.uint8)
 
 
-def _resize_axis0(image: np.ndarray, out_length: int, scale: float, border: Border) -> np.ndarray:
-    """Resize along axis 0 of a float64 array of shape (N, M): out[i] = sum_k w[i,k] * image[idx[i,k]]."""
-    weights, indices = resize_contributions(image.shape[0], out_length, scale, border)
-    out = np.empty((out_length, image.shape[1]), dtype=np.float64)
-    gathered = np.empty_like(out)
-    # Loop over the few taps, vectorised over every output line: same summation order as MATLAB.
-    np.take(image, indices[:, 0], axis=0, out=out)
-    out *= weights[:, :1]
+def _resize_last_axis_exact(lines: np.ndarray, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """out[..., i] = sum_k w[i, k] * lines[..., idx[i, k]] in float64, taps summed in MATLAB's order."""
+    out = lines[..., indices[:, 0]] * weights[:, 0]
     for tap in range(1, weights.shape[1]):
-        np.take(image, indices[:, tap], axis=0, out=gathered)
-        gathered *= weights[:, tap : tap + 1]
-        out += gathered
+        out += lines[..., indices[:, tap]] * weights[:, tap]
     return out
+
+
+@dataclass(frozen=True)
+class _BandedPlan:
+    """A 1-D resize as one small dense matrix applied to overlapping windows of a padded line.
+
+    For a rational scale p/q the taps of output i + p are those of output i shifted by q input
+    pixels (MATLAB's weights depend only on i mod p). A block of ``block`` outputs (a multiple of
+    p) therefore reads a window of ``window`` consecutive padded pixels through the same
+    ``window x block`` matrix, and consecutive blocks start ``block_step`` pixels apart: one
+    batched float32 matmul does the whole pass.
+    """
+
+    gather: torch.Tensor  # padded line position -> input index (border handling included)
+    matrix: torch.Tensor  # window x block, float32
+    window: int
+    block_step: int
+    n_blocks: int
+
+
+_OUTPUTS_PER_BLOCK = 16  # small blocks keep the banded matrix mostly non-zero
+
+
+@lru_cache(maxsize=64)
+def _banded_plan(in_length: int, out_length: int, scale: float, border: Border) -> _BandedPlan | None:
+    """The plan above, or None when the scale has no small period (the exact path is used then)."""
+    weights, positions = _unfolded_contributions(in_length, out_length, scale)
+    period = next((p for p in range(1, 17) if abs(p / scale - round(p / scale)) < 1e-9), None)
+    if period is None:
+        return None
+    stride = round(period / scale)
+    left = positions[:, 0]
+    offsets = positions - left[:, None]  # not always 0..taps-1: MATLAB drops all-zero taps, even inner ones
+    if not (np.all(left[period:] - left[:-period] == stride) and np.all(offsets == offsets[0])):
+        return None
+    block = period * max(1, _OUTPUTS_PER_BLOCK // period)
+    if out_length < block:
+        return None
+    block_step = (block // period) * stride
+    window = int(left[block - 1] - left[0] + offsets[0, -1]) + 1
+    matrix = np.zeros((window, block), dtype=np.float32)
+    for i in range(block):
+        matrix[left[i] - left[0] + offsets[0], i] = weights[i]
+    n_blocks = -(-out_length // block)
+    padded_positions = np.arange(left[0], left[0] + (n_blocks - 1) * block_step + window)
+    gather = _apply_border(padded_positions, in_length, border)
+    return _BandedPlan(torch.from_numpy(gather), torch.from_numpy(matrix), window, block_step, n_blocks)
+
+
+def _resize_rows_uint8(lines: torch.Tensor, out_length: int, scale: float, border: Border) -> torch.Tensor:
+    """Resize every row of ``lines`` (N x L float32 holding integers 0..255) to ``out_length``,
+    rounded to uint8 exactly as MATLAB's double arithmetic would (returned as float32 integers).
+
+    Fast path: float32 banded matmul, whose error is < 4e-4 for sums of <= 18 taps of 0..255
+    values. Only outputs within ``_FLOAT32_TIE_MARGIN`` of a rounding boundary (x.5) could round
+    differently from float64; those few are recomputed in float64 with MATLAB's tap order.
+    """
+    in_length = lines.shape[1]
+    weights, indices = resize_contributions(in_length, out_length, scale, border)
+    plan = _banded_plan(in_length, out_length, scale, border)
+    if plan is None:
+        exact = _resize_last_axis_exact(lines.numpy().astype(np.float64), weights, indices)
+        return torch.from_numpy(np.floor(np.clip(exact, 0, 255) + 0.5).astype(np.float32))
+    windows = lines[:, plan.gather].unfold(1, plan.window, plan.block_step)  # N x blocks x window
+    values = (windows @ plan.matrix).reshape(lines.shape[0], -1)[:, :out_length]
+    rounded = torch.floor(values.clamp(0, 255) + 0.5)
+    near_tie = (values - torch.floor(values) - 0.5).abs() < _FLOAT32_TIE_MARGIN
+    rows, cols = (t.numpy() for t in torch.nonzero(near_tie, as_tuple=True))
+    if rows.size:
+        taps = lines.numpy()[rows[:, None], indices[cols]].astype(np.float64) * weights[cols]
+        total = taps[:, 0].copy()
+        for tap in range(1, taps.shape[1]):  # left to right, as MATLAB sums them
+            total += taps[:, tap]
+        rounded[rows, cols] = torch.from_numpy(np.floor(np.clip(total, 0, 255) + 0.5).astype(np.float32))
+    return rounded
 
 
 def output_size(in_length: int, scale: float) -> int:
@@ -125,14 +209,22 @@ def imresize(
     height, width = img.shape[:2]
     out_height, out_width = output_size(height, scale), output_size(width, scale)
     channels = img.shape[2] if img.ndim == 3 else 1
-
-    # Pass 1 (rows, i.e. along H): the image as (H, W*C) so each tap is one contiguous row gather.
-    rows = _resize_axis0(img.reshape(height, width * channels).astype(np.float64), out_height, scale, border)
-    if intermediate == "uint8":
-        rows = _round_to_uint8(rows).astype(np.float64)
-    # Pass 2 (columns): transpose to (W, out_H*C) so the taps are again contiguous row gathers.
-    by_column = rows.reshape(out_height, width, channels).transpose(1, 0, 2).reshape(width, -1)
-    cols = _resize_axis0(np.ascontiguousarray(by_column), out_width, scale, border)
-    out = cols.reshape(out_width, out_height, channels).transpose(1, 0, 2)
-    out = _round_to_uint8(out)
+    if intermediate == "float64":
+        # Full precision between passes (X8 files): plain float64 taps throughout.
+        planes = (
+            (img[:, :, None] if img.ndim == 2 else img).transpose(2, 1, 0).astype(np.float64)
+        )  # C x W x H
+        w_h, i_h = resize_contributions(height, out_height, scale, border)
+        w_w, i_w = resize_contributions(width, out_width, scale, border)
+        rows = _resize_last_axis_exact(planes, w_h, i_h).transpose(0, 2, 1)  # C x outH x W
+        out = _round_to_uint8(_resize_last_axis_exact(rows, w_w, i_w)).transpose(1, 2, 0)
+    else:
+        # Rows first (MATLAB's order for equal scales), rounded to uint8 after each pass as MATLAB
+        # does for uint8 images. Lines are resized along the last axis: C*W columns of length H.
+        pixels = torch.from_numpy(img).reshape(height, width, channels)
+        columns = pixels.permute(2, 1, 0).reshape(channels * width, height).to(torch.float32)
+        rows = _resize_rows_uint8(columns, out_height, scale, border)  # (C*W) x outH
+        rows = rows.reshape(channels, width, out_height).transpose(1, 2).reshape(channels * out_height, width)
+        out_t = _resize_rows_uint8(rows, out_width, scale, border)  # (C*outH) x outW
+        out = out_t.reshape(channels, out_height, out_width).permute(1, 2, 0).to(torch.uint8).numpy()
     return np.ascontiguousarray(out if img.ndim == 3 else out[:, :, 0])
