@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from memsr_bench.color import Y_VARIANTS
 from memsr_bench.data.datasets import LR_SOURCES, discover_test_set
@@ -51,6 +52,63 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"  {image.name:<20} PSNR {image.psnr:8.4f} dB   SSIM {image.ssim:.4f}")
     print(f"mean PSNR {result.psnr:.4f} dB   SSIM {result.ssim:.4f}")
     print(f"conventions: {result.conventions['summary']}; LR {result.conventions['lr_source']}")
+    return 0
+
+
+def _sweep_upscaler_factory(weights: str | None, device: str):
+    """(model, scale) -> Upscaler for sweeps; LookupError (a skip, with its reason) when no weights."""
+
+    def factory(model_name: str, scale: int) -> Upscaler:
+        if model_name == "bicubic":
+            return BicubicUpscaler(scale)
+        import zoo
+
+        spec = zoo.get_spec(model_name)
+        if scale not in spec.scales:
+            raise LookupError(f"{model_name} has no x{scale} variant")
+        checkpoint = spec.checkpoint_for(scale)
+        if checkpoint is None:
+            raise LookupError(f"no public checkpoint of {model_name} x{scale}")
+        if weights is None or not (Path(weights) / checkpoint.filename).is_file():
+            raise LookupError(f"{checkpoint.filename} not found in --weights {weights}")
+        return make_upscaler(model_name, scale, weights, device)
+
+    return factory
+
+
+def _cmd_sweep_quality(args: argparse.Namespace) -> int:
+    from memsr_bench.published import default_reference_dir
+    from memsr_bench.quality_sweep import sweep_quality, to_markdown, with_published
+
+    data_root = Path(args.data_root)
+    paths = [data_root / name for name in args.sets]
+    measured, skipped = sweep_quality(
+        _sweep_upscaler_factory(args.weights, args.device),
+        args.models,
+        args.scales,
+        paths,
+        y_variants=args.y_variants,
+        lr_source=args.lr_source,
+        border=args.border,
+    )
+    reference_dir = Path(args.reference) if args.reference else default_reference_dir()
+    notes = [
+        "Measured here: HR modcropped to the scale, SR rounded to uint8, crop = scale, BT.601 Y "
+        "(float = unrounded, rounded = MATLAB uint8), PSNR peak 255, SSIM as ssim_index.m.",
+        f"LR inputs: {args.border} border, lr-source {args.lr_source} "
+        "(files LR_bicubic/X<s> when present, else MATLAB-exact imresize).",
+        f"Published: {args.source} "
+        f"({reference_dir / 'published_quality.csv' if reference_dir else 'not found'}); "
+        "diff = measured - published.",
+    ]
+    notes += [f"Skipped {s.model} x{s.scale}: {s.reason}." for s in skipped]
+    table = with_published(measured, reference_dir, args.source) if len(measured) else measured
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        measured.to_csv(out.with_suffix(".csv"), index=False)
+        out.with_suffix(".md").write_text(to_markdown(table, args.title, notes))
+    print(to_markdown(table, args.title, notes))
     return 0
 
 
@@ -124,6 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu", help="torch device for zoo models (cpu, cuda)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(run=_cmd_eval)
+
+    sw = sub.add_parser(
+        "sweep-quality",
+        help="PSNR/SSIM of several models x scales x test sets beside the published figures",
+    )
+    sw.add_argument("--models", nargs="+", required=True, help="bicubic and/or zoo model names")
+    sw.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
+    sw.add_argument(
+        "--data-root", required=True, help="folder holding the test sets, e.g. ../shared/datasets"
+    )
+    sw.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
+    sw.add_argument("--weights", help="weights directory with the models' public checkpoints")
+    sw.add_argument("--y-variants", nargs="+", choices=Y_VARIANTS, default=list(Y_VARIANTS))
+    sw.add_argument("--border", choices=BORDERS, default="symmetric")
+    sw.add_argument("--lr-source", choices=LR_SOURCES, default="auto")
+    sw.add_argument("--reference", help="folder with published_quality.csv (default ../shared/reference)")
+    sw.add_argument("--source", default="FMEN Table 3", help="published table to compare with")
+    sw.add_argument("--title", default="PSNR/SSIM reproduction")
+    sw.add_argument("--out", help="write OUT.md and OUT.csv (e.g. reports/quality/bicubic)")
+    sw.add_argument("--device", default="cpu")
+    sw.set_defaults(run=_cmd_sweep_quality)
 
     zo = sub.add_parser("zoo", help="list the zoo's models, scales and parameter counts")
     zo.add_argument("--json", action="store_true", help="print a JSON list")

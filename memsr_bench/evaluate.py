@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,24 +53,20 @@ class EvalResult:
         }
 
 
-def evaluate(
+def evaluate_conventions(
     upscaler: Upscaler,
     test_set: TestSet,
-    channel: Channel = "y",
-    y_variant: YVariant = "float",
-    crop_border: int | None = None,
+    conventions: Sequence[QualityConvention],
     progress: bool | None = None,
-) -> EvalResult:
-    """PSNR/SSIM of ``upscaler`` on every image of ``test_set``.
+) -> list[EvalResult]:
+    """PSNR/SSIM of ``upscaler`` on every image of ``test_set`` under several conventions at once.
 
-    ``crop_border`` defaults to the scale (the papers' convention). ``progress``: a tqdm bar on
-    stderr; None shows it only on a terminal.
+    The upscaler runs once per image; every convention scores the same SR output. ``progress``:
+    a tqdm bar on stderr; None shows it only on a terminal.
     """
     if upscaler.scale != test_set.scale:
         raise ValueError(f"upscaler is x{upscaler.scale} but the test set is x{test_set.scale}")
-    crop = test_set.scale if crop_border is None else crop_border
-    convention = QualityConvention(channel=channel, y_variant=y_variant, crop_border=crop)
-    scores = []
+    scores: list[list[ImageScore]] = [[] for _ in conventions]
     bar = tqdm(
         test_set.pairs,
         desc=f"{upscaler.name} x{test_set.scale} {test_set.name}",
@@ -82,12 +79,32 @@ def evaluate(
         sr = upscaler(lr)
         if sr.shape != hr.shape:
             raise ValueError(f"{upscaler.name} gave {sr.shape} for {pair.name}, expected {hr.shape}")
-        value_psnr, value_ssim = psnr_ssim(sr, hr, crop_border=crop, channel=channel, y_variant=y_variant)
-        scores.append(ImageScore(pair.name, value_psnr, value_ssim))
-    conventions = {
-        "channel": channel,
-        "y": f"BT.601 {y_variant}" if channel == "y" else None,
-        "crop_border": crop,
+        for convention, convention_scores in zip(conventions, scores, strict=True):
+            value_psnr, value_ssim = psnr_ssim(
+                sr,
+                hr,
+                crop_border=convention.crop_border,
+                channel=convention.channel,
+                y_variant=convention.y_variant,
+            )
+            convention_scores.append(ImageScore(pair.name, value_psnr, value_ssim))
+    return [
+        EvalResult(
+            upscaler.name,
+            test_set.scale,
+            test_set.name,
+            tuple(convention_scores),
+            _describe(convention, test_set),
+        )
+        for convention, convention_scores in zip(conventions, scores, strict=True)
+    ]
+
+
+def _describe(convention: QualityConvention, test_set: TestSet) -> dict[str, Any]:
+    return {
+        "channel": convention.channel,
+        "y": f"BT.601 {convention.y_variant}" if convention.channel == "y" else None,
+        "crop_border": convention.crop_border,
         "lr_source": test_set.lr_source_description,
         "border": test_set.border,
         "hr": f"modcrop to a multiple of {test_set.scale}",
@@ -96,4 +113,17 @@ def evaluate(
         "ssim": "ssim_index.m: gaussian 11x11 sigma 1.5, K1 0.01, K2 0.03, L 255, valid; mean over images",
         "summary": str(convention),
     }
-    return EvalResult(upscaler.name, test_set.scale, test_set.name, tuple(scores), conventions)
+
+
+def evaluate(
+    upscaler: Upscaler,
+    test_set: TestSet,
+    channel: Channel = "y",
+    y_variant: YVariant = "float",
+    crop_border: int | None = None,
+    progress: bool | None = None,
+) -> EvalResult:
+    """PSNR/SSIM of ``upscaler`` on ``test_set``; ``crop_border`` defaults to the scale (the papers')."""
+    crop = test_set.scale if crop_border is None else crop_border
+    convention = QualityConvention(channel=channel, y_variant=y_variant, crop_border=crop)
+    return evaluate_conventions(upscaler, test_set, [convention], progress)[0]

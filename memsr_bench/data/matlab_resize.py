@@ -221,7 +221,8 @@ def imresize(
     else:
         # Rows first (MATLAB's order for equal scales), rounded to uint8 after each pass as MATLAB
         # does for uint8 images. Lines are resized along the last axis: C*W columns of length H.
-        pixels = torch.from_numpy(img).reshape(height, width, channels)
+        writable = img if img.flags.writeable else img.copy()  # torch wants writable buffers
+        pixels = torch.from_numpy(writable).reshape(height, width, channels)
         columns = pixels.permute(2, 1, 0).reshape(channels * width, height).to(torch.float32)
         rows = _resize_rows_uint8(columns, out_height, scale, border)  # (C*W) x outH
         rows = rows.reshape(channels, width, out_height).transpose(1, 2).reshape(channels * out_height, width)

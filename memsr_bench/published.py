@@ -1,0 +1,84 @@
+"""The published tables of the source papers (``../shared/reference/*.csv``), as reference columns.
+
+Published numbers are only ever shown beside measured ones, under a "published" heading, with
+the source named; they are never used as a measured value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from memsr_bench.errors import MemsrInputError
+
+# Dataset names differ between the papers' tables and the folders.
+DATASET_ALIASES = {"B100": "BSD100", "BSDS100": "BSD100"}
+
+# Zoo name -> the name its row carries in each published table (by the table's source prefix).
+PUBLISHED_NAMES: dict[str, dict[str, str]] = {
+    "bicubic": {"FMEN Table 3": "Bicubic"},
+    "srcnn": {"FMEN Table 3": "SRCNN", "MemSR": "SRCNN"},
+    "fsrcnn": {"FMEN Table 3": "FSRCNN", "MemSR": "FSRCNN"},
+    "edsr-baseline": {"FMEN Table 3": "EDSR-baseline", "MemSR": "EDSR"},
+    "carn": {"FMEN Table 3": "CARN", "MemSR": "CARN"},
+    "imdn": {"FMEN Table 3": "IMDN", "MemSR": "IMDN"},
+    "latticenet": {"FMEN Table 3": "LatticeNet", "MemSR": "LatticeNet"},
+    "rfdn": {"FMEN Table 3": "RFDN", "MemSR": "RFDN"},
+    "fmen": {"FMEN Table 3": "FMEN"},
+    "fmen-deploy": {"FMEN Table 3": "FMEN"},
+    "imdn-ntire2022": {"FMEN Table 4": "IMDN"},
+    "e-rfdn": {"FMEN Table 4": "E-RFDN"},
+    "rlfn-ntire": {"FMEN Table 4": "ByteESR"},
+    "fmen-s": {"FMEN Table 4": "FMEN-S"},
+    "fmen-s-deploy": {"FMEN Table 4": "FMEN-S"},
+    "plain-m": {"MemSR": "Plain-M"},
+}
+
+
+def default_reference_dir() -> Path | None:
+    """``$MEMSR_SHARED/reference`` or ``../shared/reference`` from the working directory, if present."""
+    root = Path(os.environ.get("MEMSR_SHARED", Path.cwd().parent / "shared"))
+    reference = root / "reference"
+    return reference if reference.is_dir() else None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise MemsrInputError(path, "published table not found")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise MemsrInputError(path, f"cannot parse CSV ({err})") from None
+
+
+def published_name(zoo_model: str, source_prefix: str) -> str | None:
+    """The row name of a zoo model in a published table (None if the table does not list it)."""
+    return PUBLISHED_NAMES.get(zoo_model, {}).get(source_prefix)
+
+
+def published_quality(reference_dir: Path, source_prefix: str = "FMEN Table 3") -> pd.DataFrame:
+    """Published PSNR/SSIM rows of one source: columns source, model (as printed), scale, dataset, psnr, ssim.
+
+    Dataset names are normalised to the folder names (B100 -> BSD100).
+    """
+    table = _read_csv(reference_dir / "published_quality.csv")
+    table = table[table["source"].str.startswith(source_prefix)].copy()
+    table["dataset"] = table["dataset"].replace(DATASET_ALIASES)
+    return table.reset_index(drop=True)
+
+
+def published_efficiency(reference_dir: Path) -> pd.DataFrame:
+    """Published efficiency rows, with a ``zoo_model`` column where the model is in the zoo."""
+    table = _read_csv(reference_dir / "published_efficiency.csv")
+
+    def zoo_name(row: pd.Series) -> str | None:
+        for name, by_source in PUBLISHED_NAMES.items():
+            for prefix, published in by_source.items():
+                if row["source"].startswith(prefix) and row["model"] == published:
+                    return name
+        return None
+
+    table["zoo_model"] = table.apply(zoo_name, axis=1)
+    return table
