@@ -112,6 +112,61 @@ def _cmd_sweep_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_bytes(n: int) -> str:
+    return f"{n / 2**20:,.2f} MiB ({n:,} B)"
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    import zoo
+    from memsr_bench.profile import lr_size_for, parse_size, profile_model
+
+    if args.model not in zoo.names():
+        raise MemsrInputError(args.model, f"unknown model; choose one of: {', '.join(zoo.names())}")
+    spec = zoo.get_spec(args.model)
+    scale = spec.scales[0] if args.scale is None else args.scale
+    input_size = parse_size(args.input, "--input") if args.input else None
+    output_size = parse_size(args.output, "--output") if args.output else None
+    lr_size = lr_size_for(scale, input_size, output_size, args.preset)
+    model = zoo.create(args.model, scale=scale, checkpoint=args.weights)
+    channels = 1 if spec.channels == "y" else 3
+    result = profile_model(
+        model,
+        args.model,
+        scale,
+        lr_size,
+        args.preset,
+        args.device,
+        channels,
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    out_h, out_w = result["output"]
+    print(f"{args.model} x{scale}, LR input {lr_size[0]}x{lr_size[1]} (output {out_h}x{out_w})")
+    print(
+        f"  params             {result['params']:>16,}  "
+        f"(trainable {result['trainable_params']:,}, buffers {result['buffers']:,})"
+    )
+    label = f"{result['macs_label']} ({args.preset})" if args.preset else "MACs"
+    print(f"  {label:<18} {result['macs']:>16,}  ({result['macs'] / 1e9:.2f} G)")
+    print(f"  FLOPs (all ops)    {result['flops']:>16,}  ({result['flops'] / 1e9:.2f} G)")
+    print(f"  activations        {result['activations']:>16,}  ({result['activations'] / 1e6:.2f} M)")
+    print(f"  convs              {result['convs']:>16,}")
+    print(
+        f"  runtime            {result['runtime_ms']:>13.2f} ms  "
+        f"(IQR {result['runtime_iqr_ms']:.2f} ms, {result['device']}, {result['threads']} threads)"
+    )
+    print(f"  peak measured      {_format_bytes(result['peak_bytes_measured'])}")
+    print(f"  peak predicted     {_format_bytes(result['peak_bytes_predicted'])} at {result['peak_node']}")
+    if result["unsupported_ops"]:
+        print(f"  uncounted ops: {result['unsupported_ops']}")
+    for key, text in result["conventions"].items():
+        print(f"  [{key}] {text}")
+    return 0
+
+
 def _cmd_zoo(args: argparse.Namespace) -> int:
     import zoo
 
@@ -203,6 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="write OUT.md and OUT.csv (e.g. reports/quality/bicubic)")
     sw.add_argument("--device", default="cpu")
     sw.set_defaults(run=_cmd_sweep_quality)
+
+    pr = sub.add_parser(
+        "profile",
+        help="params, MACs, FLOPs, activations, convs, runtime, measured and predicted peak memory",
+        description="Profile a zoo model at one input size. Input: --input HxW (LR), --output HxW (HR), "
+        "or the preset's rule (ntire2022: LR 256x256; fmen: HR 1280x720; memsr: HR 1920x1080); "
+        "default LR 256x256.",
+    )
+    pr.add_argument("model", help="zoo model name (see `memsr-bench zoo`)")
+    pr.add_argument("--scale", type=int, help="upscaling factor (default: the model's first)")
+    pr.add_argument("--input", help="LR input size HxW")
+    pr.add_argument("--output", help="HR output size HxW (LR = output / scale)")
+    pr.add_argument("--preset", choices=["ntire2022", "fmen", "memsr"], help="counting convention of a paper")
+    pr.add_argument("--device", default="cpu", help="cpu or cuda")
+    pr.add_argument("--weights", help="checkpoint file or weights directory (efficiency does not need one)")
+    pr.add_argument("--warmup", type=int, default=3, help="untimed passes before timing")
+    pr.add_argument("--repeats", type=int, default=10, help="timed passes (median and IQR reported)")
+    pr.add_argument("--json", action="store_true", help="print one JSON object")
+    pr.set_defaults(run=_cmd_profile)
 
     zo = sub.add_parser("zoo", help="list the zoo's models, scales and parameter counts")
     zo.add_argument("--json", action="store_true", help="print a JSON list")
