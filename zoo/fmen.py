@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -116,12 +117,13 @@ class DeployHFAB(nn.Module):
         self.squeeze = nn.Conv2d(n_feats, mid_feats, 3, 1, 1)
         self.convs = nn.Sequential(*[ERB(mid_feats, deploy=True) for _ in range(up_blocks)])
         self.excitate = nn.Conv2d(mid_feats, n_feats, 3, 1, 1)
-        self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: Tensor) -> Tensor:
         out = _act(self.squeeze(x))
         out = _act(self.convs(out))
-        out = self.sigmoid(self.excitate(out))
+        # Sigmoid in place: the attention map replaces the excitation map, so the peak is the
+        # paper's 4·C·H·W at the multiply (global residual, block input, attention map, output).
+        out = torch.sigmoid_(self.excitate(out))
         return out * x
 
 
@@ -221,7 +223,8 @@ class FMEN(nn.Module):
         x = self.head(x)
         h = self.warmup(x)
         for erb, hfab in zip(self.ERBs, self.HFABs, strict=True):
-            h = hfab(erb(h))
+            h = erb(h)  # rebinding h frees the ERB input before the HFAB runs (memory peak)
+            h = hfab(h)
         h = self.lr_conv(h) + x
         return self.tail(h)
 
