@@ -29,9 +29,7 @@ def make_upscaler(model_name: str, scale: int, weights: str | None, device: str)
     import zoo
 
     if model_name not in zoo.names():
-        raise MemsrInputError(
-            model_name, f"unknown model; choose bicubic or one of: {', '.join(zoo.names())}"
-        )
+        raise MemsrInputError(model_name, f"unknown model; choose bicubic or one of: {', '.join(zoo.names())}")
     model = zoo.create(model_name, scale=scale, checkpoint=weights)
     return zoo.upscaler(model, device=device)
 
@@ -41,9 +39,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     test_set = discover_test_set(args.data, args.scale, lr_source=args.lr_source, border=args.border)
     upscaler = make_upscaler(args.model, args.scale, args.weights, args.device)
-    result = evaluate(
-        upscaler, test_set, channel=args.channel, y_variant=args.y_variant, crop_border=args.crop
-    )
+    result = evaluate(upscaler, test_set, channel=args.channel, y_variant=args.y_variant, crop_border=args.crop)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -167,7 +163,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_zoo(args: argparse.Namespace) -> int:
+def _zoo_rows() -> list[dict]:
     import zoo
 
     rows = []
@@ -187,6 +183,79 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
                     "paper": spec.paper,
                 }
             )
+    return rows
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from memsr_bench.published import default_reference_dir
+    from memsr_bench.quality_sweep import sweep_quality, to_markdown, with_published
+    from memsr_bench.report import write_efficiency_reports, write_index
+    from memsr_bench.results import ResultsStore, checkpoint_id
+    from memsr_bench.tables import markdown_table
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = ResultsStore(args.store)
+    reference_dir = default_reference_dir()
+    print(f"results store: {store.path}; published tables: {reference_dir or 'not found (../shared absent)'}")
+    sections: dict[str, list[str]] = {}
+
+    zoo_table = pd.DataFrame(_zoo_rows())
+    (out / "zoo.md").write_text(
+        "# Zoo: parameter counts\n\n`sum(p.numel() for p in model.parameters())` of each zoo module "
+        "(buffers such as BatchNorm statistics and EDSR's fixed mean shift excluded), beside the paper's figure.\n\n"
+        + markdown_table(zoo_table)
+        + "\n"
+    )
+    sections["Zoo"] = ["- [zoo.md](zoo.md): models, scales, parameter counts, checkpoints"]
+
+    written = write_efficiency_reports(out, args.presets, store, reference_dir, force=args.force)
+    sections["Efficiency (no data needed)"] = [
+        f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in written if p.suffix == ".md"
+    ]
+
+    skipped_quality = []
+    if args.data_root and args.weights:
+        import zoo
+
+        models = [n for n in zoo.names() if any(zoo.get_spec(n).checkpoint_for(s) for s in zoo.get_spec(n).scales)]
+        sets = [Path(args.data_root) / name for name in args.sets]
+        measured, skipped = sweep_quality(
+            _sweep_upscaler_factory(args.weights, "cpu"),
+            ["bicubic", *models],
+            [2, 3, 4],
+            sets,
+            store=store,
+            checkpoint_of=lambda m, s: "none" if m == "bicubic" else checkpoint_id(args.weights, m, s),
+            force=args.force,
+        )
+        table = with_published(measured, reference_dir)
+        notes = [f"Skipped {s.model} x{s.scale}: {s.reason}." for s in skipped]
+        path = out / "quality" / "report_quality.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(to_markdown(table, "PSNR/SSIM of the zoo's public checkpoints vs FMEN Table 3", notes))
+        measured.to_csv(path.with_suffix(".csv"), index=False)
+        sections["Quality"] = [f"- [{path.relative_to(out)}]({path.relative_to(out)})"]
+        print(f"wrote {path}")
+    else:
+        skipped_quality.append(
+            "quality tables: give --data-root and --weights (e.g. ../shared/datasets, ../shared/weights)"
+        )
+    for extra in sorted(out.glob("quality/*.md")):
+        entry = f"- [{extra.relative_to(out)}]({extra.relative_to(out)})"
+        if entry not in sections.get("Quality", []):
+            sections.setdefault("Quality", []).append(entry)
+    index = write_index(out, sections)
+    print(f"wrote {index}")
+    for reason in skipped_quality:
+        print(f"skipped {reason}")
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    rows = _zoo_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -244,9 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sw.add_argument("--models", nargs="+", required=True, help="bicubic and/or zoo model names")
     sw.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
-    sw.add_argument(
-        "--data-root", required=True, help="folder holding the test sets, e.g. ../shared/datasets"
-    )
+    sw.add_argument("--data-root", required=True, help="folder holding the test sets, e.g. ../shared/datasets")
     sw.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     sw.add_argument("--weights", help="weights directory with the models' public checkpoints")
     sw.add_argument("--y-variants", nargs="+", choices=Y_VARIANTS, default=list(Y_VARIANTS))
@@ -277,6 +344,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--repeats", type=int, default=10, help="timed passes (median and IQR reported)")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(run=_cmd_profile)
+
+    rp = sub.add_parser(
+        "report",
+        help="regenerate every table under reports/ (efficiency always; quality with data and weights)",
+        description="Regenerate reports/: the zoo's parameter counts, efficiency tables at the three presets "
+        "(no data needed), and PSNR/SSIM of every public checkpoint when --data-root and --weights are given. "
+        "Every cell is cached in the results store, so a rerun only reads it (--force recomputes).",
+    )
+    rp.add_argument("--out", default="reports", help="output folder (default reports/)")
+    rp.add_argument("--data-root", help="test sets folder, e.g. ../shared/datasets")
+    rp.add_argument("--weights", help="weights directory, e.g. ../shared/weights")
+    rp.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
+    rp.add_argument(
+        "--presets", nargs="+", default=["ntire2022", "fmen", "memsr"], choices=["ntire2022", "fmen", "memsr"]
+    )
+    rp.add_argument(
+        "--store", help="results store file (default $MEMSR_RESULTS or ~/.cache/memsr-bench/results.sqlite)"
+    )
+    rp.add_argument("--force", action="store_true", help="recompute cells already in the store")
+    rp.set_defaults(run=_cmd_report)
 
     zo = sub.add_parser("zoo", help="list the zoo's models, scales and parameter counts")
     zo.add_argument("--json", action="store_true", help="print a JSON list")

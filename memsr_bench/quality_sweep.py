@@ -13,6 +13,7 @@ from memsr_bench.data.datasets import Border, LRSource, discover_test_set
 from memsr_bench.evaluate import evaluate_conventions
 from memsr_bench.metrics import QualityConvention
 from memsr_bench.published import published_name, published_quality
+from memsr_bench.results import ResultKey, ResultsStore, cached
 from memsr_bench.tables import markdown_table
 from memsr_bench.upscalers import Upscaler
 
@@ -35,8 +36,15 @@ def sweep_quality(
     lr_source: LRSource = "auto",
     border: Border = "symmetric",
     progress: bool | None = None,
+    store: ResultsStore | None = None,
+    checkpoint_of: Callable[[str, int], str] = lambda model, scale: "none",
+    force: bool = False,
 ) -> tuple[pd.DataFrame, list[Skipped]]:
-    """One row per (model, scale, dataset, Y variant): mean PSNR/SSIM and the conventions used."""
+    """One row per (model, scale, dataset, Y variant): mean PSNR/SSIM and the LR source used.
+
+    With a ``store`` every (model, scale, dataset) is looked up first and stored when measured, so
+    an interrupted sweep resumes where it stopped; ``checkpoint_of`` names the weights in the key.
+    """
     rows, skipped = [], []
     for model in models:
         for scale in scales:
@@ -48,25 +56,43 @@ def sweep_quality(
             conventions = [QualityConvention("y", variant, scale) for variant in y_variants]
             for path in test_set_paths:
                 test_set = discover_test_set(path, scale, lr_source=lr_source, border=border)
-                for result in evaluate_conventions(upscaler, test_set, conventions, progress):
+                key = ResultKey(
+                    kind="quality",
+                    model=model,
+                    checkpoint=checkpoint_of(model, scale),
+                    scale=scale,
+                    data=test_set.name,
+                    conventions={"y_variants": list(y_variants), "lr": test_set.lr_source_description},
+                )
+
+                def measure(upscaler=upscaler, test_set=test_set, conventions=conventions) -> dict:
+                    results = evaluate_conventions(upscaler, test_set, conventions, progress)
+                    return {
+                        r.conventions["y"].split()[-1]: {
+                            "psnr": r.psnr,
+                            "ssim": r.ssim,
+                            "n_images": len(r.images),
+                        }
+                        for r in results
+                    }
+
+                for variant, values in cached(store, key, measure, force=force).items():
                     rows.append(
                         {
                             "model": model,
                             "scale": scale,
-                            "dataset": result.dataset,
-                            "y_variant": result.conventions["y"].split()[-1],
-                            "n_images": len(result.images),
-                            "psnr": result.psnr,
-                            "ssim": result.ssim,
-                            "lr_source": result.conventions["lr_source"],
+                            "dataset": test_set.name,
+                            "y_variant": variant,
+                            "n_images": values["n_images"],
+                            "psnr": values["psnr"],
+                            "ssim": values["ssim"],
+                            "lr_source": test_set.lr_source_description,
                         }
                     )
     return pd.DataFrame(rows), skipped
 
 
-def with_published(
-    measured: pd.DataFrame, reference_dir: Path | None, source: str = "FMEN Table 3"
-) -> pd.DataFrame:
+def with_published(measured: pd.DataFrame, reference_dir: Path | None, source: str = "FMEN Table 3") -> pd.DataFrame:
     """Wide table: one row per (model, scale, dataset), measured PSNR/SSIM per Y variant, the
     published figures of ``source`` and the differences (float-Y minus published)."""
     wide = measured.pivot_table(
