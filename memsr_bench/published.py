@@ -26,12 +26,11 @@ PUBLISHED_NAMES: dict[str, dict[str, str]] = {
     "imdn": {"FMEN Table 3": "IMDN", "MemSR": "IMDN"},
     "latticenet": {"FMEN Table 3": "LatticeNet", "MemSR": "LatticeNet"},
     "rfdn": {"FMEN Table 3": "RFDN", "MemSR": "RFDN"},
-    "fmen": {"FMEN Table 3": "FMEN"},
+    # The published FMEN / FMEN-S figures are those of the deploy form (BN and RRRB merged).
     "fmen-deploy": {"FMEN Table 3": "FMEN"},
     "imdn-ntire2022": {"FMEN Table 4": "IMDN"},
     "e-rfdn": {"FMEN Table 4": "E-RFDN"},
     "rlfn-ntire": {"FMEN Table 4": "ByteESR"},
-    "fmen-s": {"FMEN Table 4": "FMEN-S"},
     "fmen-s-deploy": {"FMEN Table 4": "FMEN-S"},
     "plain-m": {"MemSR": "Plain-M"},
 }

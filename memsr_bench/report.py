@@ -147,7 +147,7 @@ def with_published_efficiency(table: pd.DataFrame, preset: str, reference_dir: P
     shown.insert(4, "params published (K)", column("params_k"))
     shown.insert(6, f"{macs_col} published", column("macs_g"))
     published_macs = pd.to_numeric(shown[f"{macs_col} published"])
-    shown.insert(7, "MACs diff %", 100 * (shown[macs_col] - published_macs) / published_macs)
+    shown.insert(7, f"{macs_col} diff %", 100 * (shown[macs_col] - published_macs) / published_macs)
     if preset == "ntire2022":
         shown.insert(10, "activations published (M)", column("activations_m"))
         shown.insert(12, "convs published", column("convs"))
