@@ -31,8 +31,9 @@ def rgb_to_y(img: np.ndarray, variant: YVariant = "float") -> np.ndarray:
     if variant not in Y_VARIANTS:
         raise ValueError(f"variant must be one of {Y_VARIANTS}, not {variant!r}")
     rgb = img.astype(np.float64)
-    # MATLAB applies T/255 per channel then adds the offset, in this order.
-    coeffs = _RGB_TO_YCBCR[0] / 255.0
+    # MATLAB's uint8 path: T = (1/255) * origT, then imlincomb sums T1*R + T2*G + T3*B + 16 in
+    # this order in double; the same arithmetic makes the rounded variant agree even at ties.
+    coeffs = (1 / 255) * _RGB_TO_YCBCR[0]
     y = coeffs[0] * rgb[..., 0] + coeffs[1] * rgb[..., 1] + coeffs[2] * rgb[..., 2] + 16.0
     if variant == "rounded":
         y = np.floor(y + 0.5)  # y >= 16 > 0, so this is MATLAB's round-half-away-from-zero

@@ -105,16 +105,32 @@ def _ssim_map_sum(x: np.ndarray, y: np.ndarray) -> float:
     """Sum of the SSIM map of two float64 planes, 'valid' region (ssim_index.m formula)."""
     g = _gaussian_1d()
     # Only sums are needed: sigma_x^2 + sigma_y^2 and sigma_xy, so four moment maps suffice.
-    moments = np.stack([x, y, x * x + y * y, x * y])
+    moments = np.empty((4, *x.shape))
+    moments[0], moments[1] = x, y
+    np.multiply(x, x, out=moments[2])
+    moments[2] += y * y
+    np.multiply(x, y, out=moments[3])
     # Separable 'valid' Gaussian: einsum over sliding windows runs in C without temporaries.
     rows = np.einsum("bijk,k->bij", sliding_window_view(moments, SSIM_WINDOW, axis=1), g)
     mu_x, mu_y, sq, xy = np.einsum("bijk,k->bij", sliding_window_view(rows, SSIM_WINDOW, axis=2), g)
     c1 = (SSIM_K1 * SSIM_PEAK) ** 2
     c2 = (SSIM_K2 * SSIM_PEAK) ** 2
+    # ((2 mu_xy + c1)(2 (xy - mu_xy) + c2)) / ((mu_sq + c1)(sq - mu_sq + c2)), in place.
     mu_xy = mu_x * mu_y
-    mu_sq = mu_x * mu_x + mu_y * mu_y
-    ssim_map = ((2 * mu_xy + c1) * (2 * (xy - mu_xy) + c2)) / ((mu_sq + c1) * (sq - mu_sq + c2))
-    return float(ssim_map.sum())
+    mu_sq = mu_x * mu_x
+    mu_sq += mu_y * mu_y
+    xy -= mu_xy
+    xy *= 2
+    xy += c2
+    mu_xy *= 2
+    mu_xy += c1
+    mu_xy *= xy
+    sq -= mu_sq
+    sq += c2
+    mu_sq += c1
+    mu_sq *= sq
+    mu_xy /= mu_sq
+    return float(mu_xy.sum())
 
 
 def _ssim_planes(a: np.ndarray, b: np.ndarray) -> float:

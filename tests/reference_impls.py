@@ -84,6 +84,12 @@ def psnr_reference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def y_reference(img: np.ndarray, rounded: bool) -> np.ndarray:
-    rgb = img.astype(np.float64)
-    y = 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
-    return np.floor(y + 0.5) if rounded else y
+    """BT.601 Y written out as MATLAB's rgb2ycbcr (uint8 path) computes it, pixel by pixel."""
+    t_r, t_g, t_b = (1 / 255) * 65.481, (1 / 255) * 128.553, (1 / 255) * 24.966
+    out = np.empty(img.shape[:2])
+    for i in range(img.shape[0]):
+        for j in range(img.shape[1]):
+            r, g, b = (float(v) for v in img[i, j])
+            y = t_r * r + t_g * g + t_b * b + 16.0
+            out[i, j] = math.floor(y + 0.5) if rounded else y
+    return out
