@@ -328,9 +328,7 @@ def largest_input_for_budget(
     def fits(k: int) -> bool:
         if k not in cache:
             h, w = size(k)
-            cache[k] = (
-                predict_peak_memory(model, (batch, c, h, w), dtype, lifetimes).peak_bytes <= budget_bytes
-            )
+            cache[k] = predict_peak_memory(model, (batch, c, h, w), dtype, lifetimes).peak_bytes <= budget_bytes
         return cache[k]
 
     # first guess from the affine fit on two small sizes, then bracket and bisect on k

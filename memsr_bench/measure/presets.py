@@ -1,0 +1,105 @@
+"""Measurement presets: the input-size rule and counting convention of each published table.
+
+A preset says which input a paper counted at (an LR size, or the LR size giving a fixed HR output)
+and which counted quantity the paper prints as its MAC/FLOP column, under the paper's own name.
+``count_efficiency(model, preset="fmen", scale=4)`` applies one.
+
+* ``ntire2022`` -- NTIRE 2022 Efficient SR challenge (FMEN Table 4): LR input 256x256 whatever the
+  scale; "FLOPs" = ``get_model_flops`` (hooks on Conv2d/ConvTranspose2d, ReLU-family, BatchNorm2d
+  and Linear modules), "#Activations" = output elements of Conv2d/ConvTranspose2d calls,
+  "#Conv" = their number of calls.
+* ``fmen`` -- FMEN Table 3: "Mult-Adds" = convolution MACs for an HR output of 1280x720
+  (LR ``round(1280/s) x round(720/s)``).
+* ``memsr`` -- MemSR tables: "FLOPs" as printed, i.e. ``thop.profile`` 0.0.31 MACs (conv MACs
+  with bias adds, BatchNorm, LeakyReLU, pooling and Upsample module costs), for an HR output of
+  1920x1080 (LR ``round(1920/s) x round(1080/s)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memsr_bench.errors import MemsrInputError
+
+__all__ = ["PRESETS", "Preset", "get_preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Input-size rule + the quantities reported, by ``ModelTrace.analysis`` name."""
+
+    name: str
+    source: str  # the table(s) measured this way
+    macs_label: str  # the paper's name for the reported MAC-like number
+    macs: str  # analysis reported as ``EfficiencyCounts.macs``
+    activations: str  # analysis reported as ``EfficiencyCounts.activations``
+    convs: str  # analysis reported as ``EfficiencyCounts.convs``
+    convention: str  # one line, printed with every result
+    lr_size: tuple[int, int] | None = None  # fixed LR (H, W)
+    hr_size: tuple[int, int] | None = None  # fixed HR output (H, W); LR = round(HR / scale)
+
+    def lr_shape(self, scale: int | None = None) -> tuple[int, int]:
+        """LR ``(H, W)`` for ``scale``."""
+        if self.lr_size is not None:
+            return self.lr_size
+        if scale is None or int(scale) < 1:
+            raise MemsrInputError("scale", f"preset {self.name!r} needs the model's scale (HR output {self.hr_size})")
+        h, w = self.hr_size
+        return round(h / int(scale)), round(w / int(scale))
+
+    def input_shape(self, scale: int | None = None, channels: int = 3) -> tuple[int, int, int, int]:
+        """``(1, channels, H, W)`` LR input for ``scale``."""
+        return (1, int(channels), *self.lr_shape(scale))
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="ntire2022",
+            source="NTIRE 2022 ESR challenge; FMEN Table 4",
+            macs_label="FLOPs",
+            macs="ntire2022_flops",
+            activations="ntire2022_activations",
+            convs="ntire2022_convs",
+            convention=(
+                "NTIRE 2022 ESR get_model_flops/get_model_activation at LR 256x256: FLOPs = Conv2d/"
+                "ConvTranspose2d MACs (kh·kw·Cin·Cout/groups·Hout·Wout) + ReLU-family module output "
+                "elements + 2x BatchNorm2d elements + Linear; activations = Conv2d/ConvTranspose2d "
+                "output elements; convs = their calls (module hooks)"
+            ),
+            lr_size=(256, 256),
+        ),
+        Preset(
+            name="fmen",
+            source="FMEN Table 3",
+            macs_label="Mult-Adds",
+            macs="conv_macs",
+            activations="activations",
+            convs="convs",
+            convention="FMEN Table 3 Mult-Adds: convolution MACs for an HR output of 1280x720",
+            hr_size=(720, 1280),
+        ),
+        Preset(
+            name="memsr",
+            source="MemSR (ICML 2022) tables and slides",
+            macs_label="FLOPs",
+            macs="thop_0031",
+            activations="activations",
+            convs="convs",
+            convention=(
+                "MemSR FLOPs as printed = thop 0.0.31 profile MACs (conv incl. bias adds, BatchNorm, "
+                "LeakyReLU, AvgPool, Linear, Upsample modules; exact module types) for an HR output "
+                "of 1920x1080"
+            ),
+            hr_size=(1080, 1920),
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise MemsrInputError("preset", f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
