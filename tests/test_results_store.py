@@ -24,8 +24,11 @@ N_CELLS = 30
 
 SWEEP = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from memsr_bench.results import ResultKey, ResultsStore, cached
+
+    # A shell's background jobs start with SIGINT ignored; a user's Ctrl-C is what we model here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
     def compute(i, log, delay):
