@@ -60,9 +60,7 @@ def _unfolded_contributions(in_length: int, out_length: int, scale: float) -> tu
     weights = scale * cubic_kernel(scale * distance) if antialias else cubic_kernel(distance)
     weights = weights / weights.sum(axis=1, keepdims=True)
     keep = np.any(weights != 0, axis=0)
-    return np.ascontiguousarray(weights[:, keep]), np.ascontiguousarray(
-        positions[:, keep].astype(np.int64) - 1
-    )
+    return np.ascontiguousarray(weights[:, keep]), np.ascontiguousarray(positions[:, keep].astype(np.int64) - 1)
 
 
 def _apply_border(positions: np.ndarray, in_length: int, border: Border) -> np.ndarray:
@@ -115,11 +113,11 @@ class _BandedPlan:
     batched float32 matmul does the whole pass.
     """
 
-    gather: torch.Tensor  # padded line position -> input index (border handling included)
-    matrix: torch.Tensor  # window x block, float32
+    kernel: torch.Tensor  # block x window, float32
     window: int
-    block_step: int
-    n_blocks: int
+    # Per block: the first input row when its window is a contiguous run of rows (most blocks),
+    # else the row indices (mirrored / clamped borders).
+    block_sources: tuple[int | torch.Tensor, ...]
 
 
 _OUTPUTS_PER_BLOCK = 16  # small blocks keep the banded matrix mostly non-zero
@@ -148,11 +146,16 @@ def _banded_plan(in_length: int, out_length: int, scale: float, border: Border) 
     n_blocks = -(-out_length // block)
     padded_positions = np.arange(left[0], left[0] + (n_blocks - 1) * block_step + window)
     gather = _apply_border(padded_positions, in_length, border)
-    return _BandedPlan(torch.from_numpy(gather), torch.from_numpy(matrix), window, block_step, n_blocks)
+    sources = []
+    for b in range(n_blocks):
+        rows = gather[b * block_step : b * block_step + window]
+        contiguous = rows[0] + window <= in_length and np.array_equal(rows, np.arange(rows[0], rows[0] + window))
+        sources.append(int(rows[0]) if contiguous else torch.from_numpy(np.ascontiguousarray(rows)))
+    return _BandedPlan(torch.from_numpy(matrix.T.copy()), window, tuple(sources))
 
 
 def _resize_axis0_uint8(lines: torch.Tensor, out_length: int, scale: float, border: Border) -> torch.Tensor:
-    """Resize ``lines`` (L x M float32 holding integers 0..255) along axis 0 to ``out_length``,
+    """Resize ``lines`` (L x M, uint8 or float32 holding integers 0..255) along axis 0 to ``out_length``,
     rounded to uint8 exactly as MATLAB's double arithmetic would (returned as float32 integers).
 
     Fast path: per block of outputs one float32 matmul (block x window) @ (window x M) on
@@ -165,30 +168,32 @@ def _resize_axis0_uint8(lines: torch.Tensor, out_length: int, scale: float, bord
     plan = _banded_plan(in_length, out_length, scale, border)
     if plan is None:
         exact = _resize_last_axis_exact(lines.numpy().T.astype(np.float64), weights, indices).T
-        return torch.from_numpy(
-            np.ascontiguousarray(np.floor(np.clip(exact, 0, 255) + 0.5), dtype=np.float32)
-        )
-    block = plan.matrix.shape[1]
-    kernel = plan.matrix.T.contiguous()  # block x window
-    values = torch.empty((plan.n_blocks * block, lines.shape[1]), dtype=torch.float32)
-    for b in range(plan.n_blocks):
-        rows = plan.gather[b * plan.block_step : b * plan.block_step + plan.window]
-        first = int(rows[0])
-        if first + plan.window <= in_length and int(rows[-1]) == first + plan.window - 1:
-            source = lines[first : first + plan.window]  # interior block: a contiguous slice, no copy
+        return torch.from_numpy(np.ascontiguousarray(_round_to_uint8(exact), dtype=np.float32))
+    block = plan.kernel.shape[0]
+    values = torch.empty((len(plan.block_sources) * block, lines.shape[1]), dtype=torch.float32)
+    # uint8 input is converted one window at a time into a small reused buffer that stays in cache,
+    # instead of a float copy of the whole image.
+    window_buffer = torch.empty((plan.window, lines.shape[1]), dtype=torch.float32)
+    for b, rows in enumerate(plan.block_sources):
+        if isinstance(rows, int):
+            source = lines[rows : rows + plan.window]  # interior block: a contiguous slice, no copy
         else:
             source = lines.index_select(0, rows)  # border block: mirrored / clamped rows
-        torch.matmul(kernel, source, out=values[b * block : (b + 1) * block])
+        if source.dtype != torch.float32:
+            source = window_buffer.copy_(source)
+        torch.matmul(plan.kernel, source, out=values[b * block : (b + 1) * block])
     values = values[:out_length]
-    rounded = torch.floor(values.clamp(0, 255) + 0.5)
-    near_tie = (values - torch.floor(values) - 0.5).abs() < _FLOAT32_TIE_MARGIN
-    outs, cols = (t.numpy() for t in torch.nonzero(near_tie, as_tuple=True))
+    rounded = torch.round(values)  # half to even, but exact halves are near ties and recomputed below
+    # |value - rounded| is 0.5 - e for a value e away from a tie (x.5): near ties it is ~0.5.
+    distance = values.sub_(rounded).abs_()
+    outs, cols = (t.numpy() for t in torch.nonzero(distance > 0.5 - _FLOAT32_TIE_MARGIN, as_tuple=True))
+    rounded.clamp_(0, 255)
     if outs.size:
-        taps = lines.numpy()[indices[outs], cols[:, None]].astype(np.float64) * weights[outs]
+        taps = lines.numpy()[indices[outs], cols[:, None]].astype(np.float64) * weights[outs]  # exact ints
         total = taps[:, 0].copy()
         for tap in range(1, taps.shape[1]):  # left to right, as MATLAB sums them
             total += taps[:, tap]
-        rounded[outs, cols] = torch.from_numpy(np.floor(np.clip(total, 0, 255) + 0.5).astype(np.float32))
+        rounded[outs, cols] = torch.from_numpy(_round_to_uint8(total).astype(np.float32))
     return rounded
 
 
@@ -224,9 +229,7 @@ def imresize(
     channels = img.shape[2] if img.ndim == 3 else 1
     if intermediate == "float64":
         # Full precision between passes (X8 files): plain float64 taps throughout.
-        planes = (
-            (img[:, :, None] if img.ndim == 2 else img).transpose(2, 1, 0).astype(np.float64)
-        )  # C x W x H
+        planes = (img[:, :, None] if img.ndim == 2 else img).transpose(2, 1, 0).astype(np.float64)  # C x W x H
         w_h, i_h = resize_contributions(height, out_height, scale, border)
         w_w, i_w = resize_contributions(width, out_width, scale, border)
         rows = _resize_last_axis_exact(planes, w_h, i_h).transpose(0, 2, 1)  # C x outH x W
@@ -235,9 +238,10 @@ def imresize(
         # Rows first (MATLAB's order for equal scales), rounded to uint8 after each pass as MATLAB
         # does for uint8 images. Each pass resizes axis 0 of a 2-D (length x everything-else) array.
         writable = img if img.flags.writeable else img.copy()  # torch wants writable buffers
-        pixels = torch.from_numpy(writable).reshape(height, width * channels).to(torch.float32)
+        pixels = torch.from_numpy(writable).reshape(height, width * channels)
         rows = _resize_axis0_uint8(pixels, out_height, scale, border)  # outH x (W*C)
         by_column = rows.reshape(out_height, width, channels).transpose(0, 1).reshape(width, -1).contiguous()
         cols = _resize_axis0_uint8(by_column, out_width, scale, border)  # outW x (outH*C)
-        out = cols.reshape(out_width, out_height, channels).transpose(0, 1).to(torch.uint8).numpy()
+        out_u8 = cols.to(torch.uint8).reshape(out_width, out_height, channels)
+        out = out_u8.transpose(0, 1).contiguous().numpy()
     return np.ascontiguousarray(out if img.ndim == 3 else out[:, :, 0])
