@@ -365,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--force", action="store_true", help="recompute cells already in the store")
     rp.set_defaults(run=_cmd_report)
 
+    from memsr_bench.memsr.cli_commands import add_convert_parsers
+
+    add_convert_parsers(sub)  # convert plain / convert student / train (MemSR tools)
+
     zo = sub.add_parser("zoo", help="list the zoo's models, scales and parameter counts")
     zo.add_argument("--json", action="store_true", help="print a JSON list")
     zo.set_defaults(run=_cmd_zoo)

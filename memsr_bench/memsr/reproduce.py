@@ -1,0 +1,463 @@
+"""A one-command, scaled-down reproduction of MemSR's ablation (T91, x2, a reduced EDSR-style teacher).
+
+    python -m memsr_bench.memsr.reproduce            # the full plan: 1.5-2.3 h on 2 shared CPU cores
+    python -m memsr_bench.memsr.reproduce --smoke    # 6 steps of every run, Set5 only: 2 min + a time estimate
+
+The plan, with equal step budgets for every trained model (``epochs x steps_per_epoch`` steps of
+``batch_size`` LR patches of ``patch_size`` px; LR made with MATLAB bicubic):
+
+1. train the teacher: EDSR-style (``n_resblocks`` x ``n_feats``, mean shift, global skip), L1, Adam;
+2. stage 1: ``plainify`` it (checked: max |teacher - plain| on a random image);
+3. stage 2: MemSR initialisation of a plain student at ``theta`` from 16 calibration patches of T91;
+4. students of that one architecture: random init + L1 ("direct training"); MemSR init, no training;
+   MemSR init + L1; MemSR init + KD (feature distillation through the trainable SVD bridges); and, for
+   reference, the channel-selection initialisation (``method="select"``, not MemSR), no training;
+5. PSNR/SSIM (Y, crop = scale) on Set5/Set14/BSD100, params, MACs and predicted peak memory at a
+   1920x1080 output (MemSR's convention), written to ``reports/memsr/`` as ``reproduction.md``,
+   ``results.csv``, ``results.json`` and ``training_curves.png`` (Set5 PSNR and L1 during training).
+
+Checkpoints live in ``--work`` (default ``results/memsr-reproduce``, git-ignored); a rerun resumes
+every unfinished run and skips the finished ones. DIV2K is not available here, so absolute numbers
+are far below the paper's: only the ordering of the variants is comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from memsr_bench.errors import MemsrInputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED = REPO_ROOT.parent / "shared"
+
+PUBLISHED_ABLATION = (
+    "MemSR's slides (x4, DIV2K training, Urban100): direct training 25.30 dB, KD 25.67, RepVGG 24.52, "
+    "RepVGG-bn-free 25.35, MemSR init 25.97, MemSR init + KD 25.99 (all after training)."
+)
+
+
+@dataclass
+class Plan:
+    train_dir: str = str(SHARED / "train" / "T91")
+    data_root: str = str(SHARED / "datasets")
+    out_dir: str = str(REPO_ROOT / "reports" / "memsr")
+    work_dir: str = str(REPO_ROOT / "results" / "memsr-reproduce")
+    scale: int = 2
+    n_resblocks: int = 4
+    n_feats: int = 32
+    theta: float = 0.05
+    epochs: int = 12
+    steps_per_epoch: int = 100
+    batch_size: int = 16
+    patch_size: int = 32
+    teacher_lr: float = 5e-4
+    student_lr: float = 2e-4
+    schedule: str = "onecycle"
+    distill_coe: float = 0.3
+    distill_alpha: float = 1e-5
+    n_calib: int = 16
+    calib_patch: int = 48
+    sets: tuple[str, ...] = ("Set5", "Set14", "BSD100")
+    val_set: str = "Set5"
+    seed: int = 0
+    device: str = "cpu"
+    smoke: bool = False
+    timings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+SMOKE = {"epochs": 2, "steps_per_epoch": 3, "sets": ("Set5",)}
+
+TRAINED = ("teacher", "student-random-l1", "memsr-init-l1", "memsr-init-kd")
+STUDENT_RUNS = (
+    # name, init, distill, label
+    ("student-random-l1", "random", False, "student, random init + L1 (direct training)"),
+    ("memsr-init", "memsr", None, "student, MemSR init, no training"),
+    ("memsr-init-l1", "memsr", False, "student, MemSR init + L1"),
+    ("memsr-init-kd", "memsr", True, "student, MemSR init + KD (bridges)"),
+)
+
+
+def _train_config(plan: Plan, lr: float, distill: bool):
+    from memsr_bench.memsr.train import TrainConfig
+
+    return TrainConfig(
+        train_dir=plan.train_dir,
+        scale=plan.scale,
+        epochs=plan.epochs,
+        steps_per_epoch=plan.steps_per_epoch,
+        batch_size=plan.batch_size,
+        patch_size=plan.patch_size,
+        lr=lr,
+        schedule=plan.schedule,
+        distill_coe=plan.distill_coe if distill else 0.0,
+        distill_alpha=plan.distill_alpha,
+        val_dir=str(Path(plan.data_root) / plan.val_set),
+        seed=plan.seed,
+        device=plan.device,
+    )
+
+
+def _random_student(init, plain) -> nn.Module:
+    from zoo.plain import PlainSR
+
+    student = PlainSR(
+        widths=init.widths,
+        scale=plain.scale,
+        acts=list(plain.acts),
+        kernel_sizes=list(plain.kernel_sizes),
+        tail=plain.tail_kind,
+        sub_mean=plain.sub_mean is not None,
+        add_mean=plain.add_mean is not None,
+        const_channel=True,
+    )
+    for name in ("sub_mean", "add_mean"):
+        if getattr(plain, name) is not None:
+            getattr(student, name).load_state_dict(getattr(plain, name).state_dict())
+    return student
+
+
+def _hr_pixels(folder: Path, scale: int) -> int:
+    from PIL import Image
+
+    from memsr_bench.data.image_io import IMAGE_SUFFIXES
+
+    hr = folder / "HR" if (folder / "HR").is_dir() else folder
+    total = 0
+    for p in sorted(hr.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            with Image.open(p) as im:
+                w, h = im.size
+            total += (h - h % scale) * (w - w % scale)
+    return total
+
+
+def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) the plan; write the report files; return the results."""
+    from memsr_bench.memsr.data import calibration_batch, load_training_images
+    from memsr_bench.memsr.plainify import max_abs_diff, plainify
+    from memsr_bench.memsr.student_init import efficiency, init_student
+    from memsr_bench.memsr.train import evaluate_model, train
+    from memsr_bench.upscalers import BicubicUpscaler
+    from zoo.edsr import EDSR
+    from zoo.registry import get_spec
+
+    for folder in [Path(plan.train_dir)] + [Path(plan.data_root) / s for s in (*plan.sets, plan.val_set)]:
+        if not folder.is_dir():
+            raise MemsrInputError(folder, "folder not found (the reproduction needs ../shared: T91 and the test sets)")
+    work, out = Path(plan.work_dir), Path(plan.out_dir)
+    t_all = time.perf_counter()
+    timings: dict[str, Any] = {}
+
+    # 1. teacher
+    torch.manual_seed(plan.seed)
+    teacher = EDSR(scale=plan.scale, n_resblocks=plan.n_resblocks, n_feats=plan.n_feats)
+    teacher.zoo_spec = get_spec("edsr-baseline")
+    res = train(
+        teacher,
+        _train_config(plan, plan.teacher_lr, False),
+        work / "teacher",
+        resume=True,
+        progress=progress,
+        name="teacher",
+    )
+    runs: dict[str, Any] = {
+        "teacher": {"label": f"teacher: EDSR-style {plan.n_resblocks}x{plan.n_feats}", "history": res.history}
+    }
+    timings["teacher"] = {"seconds": res.seconds, "steps": res.steps_run}
+
+    # 2. stage 1
+    plain, preport = plainify(teacher)
+    preport.max_abs_diff = max_abs_diff(teacher, plain, size=(37, 29), seed=plan.seed)
+    runs["plain"] = {"label": "plain model (stage 1, equivalent to the teacher)", "history": []}
+
+    # 3. stage 2
+    t0 = time.perf_counter()
+    images, _ = load_training_images(plan.train_dir, plan.scale, min_lr_size=plan.calib_patch)
+    calib = calibration_batch(
+        None, plan.scale, n=plan.n_calib, patch_size=plan.calib_patch, seed=plan.seed, images=images
+    )
+    init = init_student(plain, calib, theta=plan.theta, seed=plan.seed, calibration=f"{plan.n_calib} T91 patches")
+    select = init_student(
+        plain,
+        calib,
+        theta=plan.theta,
+        method="select",
+        seed=plan.seed,
+        calibration=f"{plan.n_calib} T91 patches",
+    )
+    timings["init"] = {"seconds": time.perf_counter() - t0}
+
+    # 4. students
+    models: dict[str, nn.Module] = {"teacher": teacher, "plain": plain}
+    for name, how, distill, label in STUDENT_RUNS:
+        if distill is None:
+            models[name] = init.student
+            runs[name] = {"label": label, "history": []}
+            continue
+        if how == "memsr":
+            student, bridges = copy.deepcopy(init.student), copy.deepcopy(init.bridges)
+        else:
+            torch.manual_seed(plan.seed)
+            student, bridges = _random_student(init, plain), None
+        res = train(
+            student,
+            _train_config(plan, plan.student_lr, distill),
+            work / name,
+            teacher=plain if distill else None,
+            bridges=bridges if distill else None,
+            resume=True,
+            progress=progress,
+            name=name,
+            report={"init": how, "distill": distill, "widths": init.widths},
+        )
+        models[name] = res.model
+        runs[name] = {"label": label, "history": res.history}
+        timings[name] = {"seconds": res.seconds, "steps": res.steps_run}
+
+    models["select-init"] = select.student
+    runs["select-init"] = {"label": "student, channel-selection init (not MemSR), no training", "history": []}
+
+    # 5. evaluation + efficiency
+    t0 = time.perf_counter()
+    rows = []
+    bicubic = {}
+    for s in plan.sets:
+        from memsr_bench.data.datasets import discover_test_set
+        from memsr_bench.evaluate import evaluate
+
+        r = evaluate(
+            BicubicUpscaler(plan.scale),
+            discover_test_set(Path(plan.data_root) / s, plan.scale),
+            progress=False,
+        )
+        bicubic[s] = (r.psnr, r.ssim)
+    rows.append(
+        {
+            "model": "bicubic",
+            "label": "bicubic (MATLAB)",
+            **{f"{s}_psnr": bicubic[s][0] for s in plan.sets},
+            **{f"{s}_ssim": bicubic[s][1] for s in plan.sets},
+        }
+    )
+    effs: dict[str, dict] = {}
+    eff_seconds = 0.0
+    for name, model in models.items():
+        row: dict[str, Any] = {"model": name, "label": runs[name]["label"]}
+        for s in plan.sets:
+            psnr, ssim = evaluate_model(model, Path(plan.data_root) / s, plan.scale, plan.device, name)
+            row[f"{s}_psnr"], row[f"{s}_ssim"] = psnr, ssim
+        arch_key = {"teacher": "teacher", "plain": "plain", "select-init": "select"}.get(name, "student")
+        if arch_key not in effs:
+            t_eff = time.perf_counter()
+            effs[arch_key] = efficiency(model, plan.scale)
+            eff_seconds += time.perf_counter() - t_eff
+        eff = effs[arch_key]
+        row.update(
+            params=eff["params"],
+            conv_macs_G=eff["conv_macs"] / 1e9,
+            peak_MiB=eff["peak_bytes"] / 2**20,
+            train_steps=plan.steps if name in TRAINED else 0,
+        )
+        rows.append(row)
+    timings["evaluation"] = {"seconds": time.perf_counter() - t0 - eff_seconds}
+    timings["efficiency"] = {"seconds": eff_seconds}
+    timings["total"] = {"seconds": time.perf_counter() - t_all}
+
+    results = {
+        "plan": {k: v for k, v in asdict(plan).items() if k != "timings"},
+        "plain": preport.as_dict(),
+        "student": init.as_dict(),
+        "select_student": select.as_dict(),
+        "efficiency_convention": next(iter(effs.values()))["convention"],
+        "rows": rows,
+        "runs": runs,
+        "timings": timings,
+        "torch_threads": torch.get_num_threads(),
+    }
+    write_report(results, out)
+    return results
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    plan = results["plan"]
+    sets = list(plan["sets"])
+    rows = results["rows"]
+    pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+    head = ["model", "params", "conv MACs (G)", "pred. peak (MiB)"]
+    head += [f"{s} PSNR / SSIM" for s in sets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [
+            r["label"],
+            _fmt(r.get("params")),
+            _fmt(r.get("conv_macs_G")),
+            _fmt(r.get("peak_MiB"), 1),
+        ]
+        cells += [f"{r[f'{s}_psnr']:.2f} / {r[f'{s}_ssim']:.4f}" for s in sets]
+        lines.append("| " + " | ".join(cells) + " |")
+    t = results["timings"]
+    timing_lines = [
+        f"- {k}: {v['seconds']:.0f} s" + (f" ({v['steps']} steps run)" if "steps" in v else "") for k, v in t.items()
+    ]
+    student = results["student"]
+    plain = results["plain"]
+    md = [
+        f"# MemSR, scaled down: T91, x{plan['scale']}, EDSR-style {plan['n_resblocks']}x{plan['n_feats']} teacher"
+        + (" (SMOKE RUN: a few steps, numbers meaningless)" if plan["smoke"] else ""),
+        "",
+        f"Every trained model: {plan['epochs']} epochs x {plan['steps_per_epoch']} steps of {plan['batch_size']} LR "
+        f"patches {plan['patch_size']}x{plan['patch_size']} (HR x{plan['scale']}) from T91 (LR by MATLAB bicubic, "
+        f"flips/rotations), Adam, {plan['schedule']} schedule, peak lr {plan['teacher_lr']:g} (teacher) / "
+        f"{plan['student_lr']:g} (students), L1 on 0..255; KD: lambda = {plan['distill_coe']:g} * "
+        f"{plan['distill_alpha']:g}^(epoch/epochs). Seed {plan['seed']}, device {plan['device']}, "
+        f"{results['torch_threads']} threads.",
+        "",
+        f"- Plain model (stage 1): widths {plain['widths_text']}, {plain['plain_params']:,} params; "
+        f"max |teacher - plain| = {plain['max_abs_diff']:.2e} on a random 37x29 image (0..255).",
+        f"- Student (stage 2, theta = {plan['theta']:g}, {student['calibration']}): widths {student['widths_text']} "
+        f"(plain widths {plain['widths_text']}); the channel-selection variant (method='select', not MemSR) "
+        f"keeps {results['select_student']['widths_text']}.",
+        "",
+        *lines,
+        "",
+        "PSNR/SSIM: Y of BT.601 (unrounded), crop = scale, SR rounded to uint8 (memsr_bench.evaluate); test LR "
+        "from the sets' LR_bicubic files. Efficiency: " + results["efficiency_convention"] + ".",
+        "",
+        "Context, not comparable (other data, scale and test set): " + PUBLISHED_ABLATION,
+        "",
+        "Wall time:",
+        *timing_lines,
+        "",
+        "![training curves](training_curves.png)",
+        "",
+    ]
+    (out / "reproduction.md").write_text("\n".join(md))
+    _figure(results, out / "training_curves.png")
+
+
+def _figure(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    val = results["plan"]["val_set"]
+    for run in results["runs"].values():
+        hist = run["history"]
+        if not hist:
+            continue
+        steps = [h["step"] for h in hist]
+        if "val_psnr" in hist[0]:
+            ax1.plot(steps, [h.get("val_psnr") for h in hist], marker=".", label=run["label"])
+        ax2.plot(steps, [h["l1"] for h in hist], label=run["label"])
+    rows = {r["model"]: r for r in results["rows"]}
+    if f"{val}_psnr" in rows.get("bicubic", {}):
+        ax1.axhline(rows["bicubic"][f"{val}_psnr"], color="grey", ls="--", label="bicubic")
+    if "memsr-init" in rows and f"{val}_psnr" in rows["memsr-init"]:
+        ax1.axhline(rows["memsr-init"][f"{val}_psnr"], color="black", ls=":", label="MemSR init, no training")
+    ax1.set(xlabel="step", ylabel=f"{val} PSNR (dB, Y)", title="validation")
+    ax2.set(xlabel="step", ylabel="training L1 (0..255)", title="training loss (epoch mean)", yscale="log")
+    ax1.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def estimate_full_run(smoke: dict[str, Any], full: Plan) -> dict[str, float]:
+    """Seconds a full plan would take, extrapolated from a smoke run with the same batch and patch size:
+    per-step training time x steps, per-validation time x validations, and the test-set evaluation
+    scaled by the pixel count of the full plan's test sets."""
+    t = smoke["timings"]
+    est: dict[str, float] = {}
+    for name in TRAINED:
+        hist = smoke["runs"][name]["history"]
+        steps = sum(1 for _ in hist) * smoke["plan"]["steps_per_epoch"]
+        per_step = sum(h["epoch_seconds"] for h in hist) / max(steps, 1)
+        per_val = sum(h.get("val_seconds", 0.0) for h in hist) / max(len(hist), 1)
+        est[name] = per_step * full.steps + per_val * full.epochs
+    plan = smoke["plan"]
+    px_smoke = sum(_hr_pixels(Path(plan["data_root"]) / s, plan["scale"]) for s in plan["sets"])
+    px_full = sum(_hr_pixels(Path(full.data_root) / s, full.scale) for s in full.sets)
+    est["evaluation"] = t["evaluation"]["seconds"] * px_full / px_smoke
+    est["init + efficiency"] = t["init"]["seconds"] + t["efficiency"]["seconds"]
+    est["total"] = sum(est.values())
+    return est
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m memsr_bench.memsr.reproduce",
+        description="Scaled-down MemSR reproduction on T91 (x2): teacher, plain conversion, MemSR initialisation, "
+        "students with equal step budgets, PSNR/SSIM/params/MACs/memory table and training curves.",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few steps of everything, Set5 only; prints a time estimate"
+    )
+    parser.add_argument(
+        "--out", default=None, help="report folder (default reports/memsr; smoke: /tmp/memsr-smoke/report)"
+    )
+    parser.add_argument("--work", default=None, help="checkpoint folder (default results/memsr-reproduce)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    full = Plan(device=args.device)
+    plan = replace(full, smoke=True, **SMOKE) if args.smoke else replace(full)
+    if args.smoke:
+        plan = replace(plan, out_dir="/tmp/memsr-smoke/report", work_dir="/tmp/memsr-smoke/work")
+    if args.epochs:
+        plan = replace(plan, epochs=args.epochs)
+    if args.steps_per_epoch:
+        plan = replace(plan, steps_per_epoch=args.steps_per_epoch)
+    if args.out:
+        plan = replace(plan, out_dir=args.out)
+    if args.work:
+        plan = replace(plan, work_dir=args.work)
+    try:
+        results = run(plan, progress=not args.no_progress)
+    except MemsrInputError as err:
+        print(f"memsr-bench: error: {err}", file=sys.stderr)
+        return 2
+    print((Path(plan.out_dir) / "reproduction.md").read_text())
+    if args.smoke:
+        est = estimate_full_run(results, full)
+        print("Estimated full run (same machine and load):")
+        for k, v in est.items():
+            print(f"  {k:<20} {v / 60:7.1f} min")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

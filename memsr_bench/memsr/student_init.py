@@ -1,0 +1,508 @@
+"""Stage 2 of MemSR: initialise a narrow plain student from the wide plain model of stage 1.
+
+For each plain layer ``i`` the plain (teacher) model's output features ``F_i`` on calibration patches
+(``C_i x N``, N at most ``max_pixels`` pixels sampled with a fixed seed) are centred (mean ``b_i``) and
+decomposed, ``F~ = U S V^T`` (via the eigendecomposition of ``F~ F~^T``). The student width is
+
+- the smallest ``r_i`` with ``||F~ - U_r U_r^T F~||_F / ||F~||_F < theta`` (the relative-residual rule,
+  MemSR's Plain-X_theta; ``theta <= 0`` keeps every channel), or
+- ``min(fix_r, C_i)`` for a fixed width (``fix_r = 64`` on EDSR-baseline gives Plain-M).
+
+The student feature is ``f_i = U_r^T F~_i``, shifted to be mostly non-negative so that the student's
+ReLU keeps it (``adj = adjust * |row mean of min(f_i, 0)|``, ``adjust = 3``; the shift moves into the
+bridge bias). The bridge ``F_i ~ M_i f_i + b'_i`` (``M_i = U[:, :r_i]``, a trainable 1x1 conv later)
+links student and teacher features. Student layer ``i`` is the teacher layer applied to the input
+bridge ``M_{i-1} f_{i-1} + b'_{i-1}`` (the bridge bias enters the constant channel on every tap, so
+borders stay consistent), minus ``b'_i`` at the centre tap, solved by least squares onto ``M_i``.
+Singular vectors have no intrinsic sign; each is oriented so that its feature has a positive third
+moment (ReLU outputs are right-skewed), a deterministic choice that is independent of the LAPACK build.
+
+Deliberate rules: the last body layer keeps its width and an identity bridge (so the teacher's tail is
+reused as is), as in MemSR; and a layer that keeps all its channels (``r_i = C_i``) gets the identity
+bridge instead of a rotation, so that the student *is* the plain model when nothing is compressed
+(``theta = 0``). Student convs read the constant channel (``ConstChannelConv``), like MemSR's students.
+
+A known limit of the SVD initialisation, and a variant. A rotation does not commute with a ReLU: for a
+ReLU layer the student computes ``relu(U_r^T (P - b'))`` from the teacher's pre-activation ``P`` while
+the bridge expects ``U_r^T (relu(P) - b')``. The identity layers are exact low-rank factorisations
+(errors track theta), but the ReLU layers lose much of the teacher's non-linearity, so an SVD-initialised
+student is a starting point for training, not a usable model by itself (measured: about 26 dB on Set5 x2
+for a 34.7 dB teacher at theta = 0.05, below bicubic). ``method="select"`` (not in MemSR) keeps actual
+teacher channels instead: a greedy selection (pivoted Cholesky of ``F~ F~^T``, each time the channel
+with the most unexplained variance) with the same relative-residual rule, bridge ``M = least-squares
+reconstruction of all channels from the kept ones``. The student computes the kept channels exactly
+(the ReLU acts channel-wise), so its error is only the reconstruction residual; it needs somewhat more
+channels than the SVD for the same theta.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.memsr.plainify import format_widths
+from zoo.plain import ConstChannelConv, PlainSR
+
+__all__ = [
+    "METHODS",
+    "LayerSpec",
+    "StudentInit",
+    "choose_width",
+    "efficiency",
+    "forward_features",
+    "init_student",
+    "plain_layers",
+    "random_bridges",
+    "relative_residuals",
+]
+
+_F64 = torch.float64
+METHODS = ("svd", "select")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One plain layer as float64 ``(weight (C_out, C_in, k, k), const (C_out, k, k), act)``."""
+
+    weight: Tensor
+    const: Tensor
+    act: str
+
+    @property
+    def k(self) -> int:
+        return int(self.weight.shape[-1])
+
+
+def plain_layers(model: PlainSR) -> list[LayerSpec]:
+    """The body layers of a :class:`~zoo.plain.PlainSR` with their biases as constant-channel kernels."""
+    if not isinstance(model, PlainSR):
+        raise MemsrInputError("model", f"expected a PlainSR, got {type(model).__name__}")
+    specs = []
+    for conv, act in zip(model.convs, model.acts, strict=True):
+        w = conv.weight.detach().to("cpu", _F64)
+        k = w.shape[-1]
+        if isinstance(conv, ConstChannelConv):
+            const, w = w[:, 0].clone(), w[:, 1:].clone()
+        else:
+            const = torch.zeros(w.shape[0], k, k, dtype=_F64)
+            if conv.bias is not None:
+                const[:, k // 2, k // 2] = conv.bias.detach().to("cpu", _F64)
+        specs.append(LayerSpec(w.clone(), const, act))
+    return specs
+
+
+def forward_features(model: PlainSR, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """``(features, output)``: the output of every body layer (after its activation), and the SR image."""
+    feats = []
+    if model.sub_mean is not None:
+        x = model.sub_mean(x)
+    for module in model.body:
+        x = module(x)
+        if not isinstance(module, nn.Conv2d):
+            feats.append(x)
+    out = model.tail(x)
+    if model.add_mean is not None:
+        out = model.add_mean(out)
+    return feats, out
+
+
+def relative_residuals(s: Tensor) -> Tensor:
+    """``res[r] = ||F~ - U_r U_r^T F~|| / ||F~||`` for ``r = 0 .. C`` from the singular values ``s``."""
+    sq = s.to(_F64) ** 2
+    tail = torch.flip(torch.cumsum(torch.flip(sq, [0]), 0), [0])  # tail[j] = sum_{i >= j} s_i^2
+    tail = torch.cat([tail, torch.zeros(1, dtype=_F64)])
+    total = tail[0]
+    if total <= 0:
+        return torch.zeros_like(tail)
+    return torch.sqrt(tail.clamp_min(0) / total)
+
+
+def choose_width(s: Tensor, theta: float, fix_r: int | None = None) -> int:
+    """Student width for singular values ``s`` (``C`` of them): ``min(fix_r, C)``, or the smallest
+    ``r >= 1`` with relative residual ``< theta`` (``C`` when ``theta <= 0``)."""
+    c = int(s.numel())
+    if fix_r is not None:
+        return max(1, min(int(fix_r), c))
+    if theta <= 0:
+        return c
+    res = relative_residuals(s)
+    for r in range(1, c + 1):
+        if res[r] < theta:
+            return r
+    return c
+
+
+def _left_singular(a: Tensor) -> tuple[Tensor, Tensor]:
+    """Left singular vectors and singular values of ``a`` (C x N, N >> C), descending, float64.
+
+    From the eigendecomposition of the C x C Gram matrix ``a a^T`` (one BLAS product and a small
+    ``eigh``): much faster than an SVD of the wide matrix, and accurate for the residuals the width
+    rule needs (energies below ~1e-16 of the total are lost, far below any useful theta).
+    """
+    gram = a @ a.T
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small eigh: threaded LAPACK only adds contention (100x slower under load)
+    try:
+        evals, evecs = torch.linalg.eigh(gram)
+    finally:
+        torch.set_num_threads(threads)
+    order = torch.argsort(evals, descending=True)
+    u = evecs[:, order]
+    sign = torch.sign(((u.T @ a) ** 3).sum(dim=1))  # orient each component: positive third moment
+    sign[sign == 0] = 1
+    return u * sign, torch.sqrt(evals[order].clamp_min(0))
+
+
+def _greedy_channels(gram: Tensor) -> tuple[Tensor, Tensor]:
+    """Greedy channel selection (pivoted Cholesky of the centred Gram matrix): the order in which
+    channels are picked (each time the one with the largest unexplained variance) and
+    ``res[r]`` = relative residual of reconstructing all channels from the first ``r`` by least squares."""
+    c = gram.shape[0]
+    d = torch.diagonal(gram).clone()
+    total = float(d.sum())
+    factors = torch.zeros(c, c, dtype=_F64)
+    order: list[int] = []
+    remaining = [total]
+    chosen = torch.zeros(c, dtype=torch.bool)
+    for k in range(c):
+        d_masked = d.masked_fill(chosen, -1.0)
+        j = int(torch.argmax(d_masked))
+        if d_masked[j] <= 1e-12 * max(total, 1e-300):  # the rest is explained: append in index order
+            order += [i for i in range(c) if not chosen[i]]
+            remaining += [0.0] * (c - k)
+            break
+        col = (gram[:, j] - factors[:, :k] @ factors[j, :k]) / torch.sqrt(d[j])
+        factors[:, k] = col
+        d = (d - col**2).clamp_min(0)
+        chosen[j] = True
+        d[chosen] = 0
+        order.append(j)
+        remaining.append(float(d.sum()))
+    res = (
+        torch.sqrt(torch.tensor(remaining, dtype=_F64).clamp_min(0) / total)
+        if total > 0
+        else torch.zeros(c + 1, dtype=_F64)
+    )
+    return torch.tensor(order), res
+
+
+def _width_from_residuals(res: Tensor, c: int, theta: float, fix_r: int | None) -> int:
+    if fix_r is not None:
+        return max(1, min(int(fix_r), c))
+    if theta <= 0:
+        return c
+    for r in range(1, c + 1):
+        if res[r] < theta:
+            return r
+    return c
+
+
+@dataclass
+class StudentInit:
+    """A student initialised from a plain model, with its bridges and the per-layer decisions."""
+
+    student: PlainSR
+    bridges: nn.ModuleList  # one per body layer + one for the output: student feature -> teacher feature
+    teacher_widths: list[int]
+    widths: list[int]
+    layers: list[dict[str, Any]]
+    theta: float | None
+    fix_r: int | None
+    method: str
+    n_pixels: int
+    calibration: str
+    efficiency: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def widths_text(self) -> str:
+        return format_widths(self.widths)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "theta": self.theta,
+            "fix_r": self.fix_r,
+            "method": self.method,
+            "teacher_widths": self.teacher_widths,
+            "widths": self.widths,
+            "widths_text": self.widths_text,
+            "params": sum(p.numel() for p in self.student.parameters()),
+            "n_pixels": self.n_pixels,
+            "calibration": self.calibration,
+            "efficiency": self.efficiency,
+            "layers": self.layers,
+        }
+
+
+def _bridge_conv(m: Tensor, b: Tensor, dtype: torch.dtype) -> nn.Conv2d:
+    conv = nn.Conv2d(m.shape[1], m.shape[0], 1, bias=True)
+    with torch.no_grad():
+        conv.weight.copy_(m[:, :, None, None])
+        conv.bias.copy_(b)
+    return conv.to(dtype)
+
+
+def random_bridges(student_widths: list[int], teacher_widths: list[int], seed: int = 0) -> nn.ModuleList:
+    """Bridges with PyTorch's default 1x1 conv initialisation (feature distillation without MemSR init);
+    the last body layer and the output are compared directly (identity), as with the SVD bridges."""
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        bridges = [nn.Conv2d(s, t, 1) for s, t in zip(student_widths[:-1], teacher_widths[:-1], strict=True)]
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return nn.ModuleList([*bridges, nn.Identity(), nn.Identity()])
+
+
+def _student_like(plain: PlainSR, widths: list[int]) -> PlainSR:
+    first = plain.convs[0]
+    in_channels = first.in_channels - (1 if isinstance(first, ConstChannelConv) else 0)
+    out_conv = [m for m in plain.tail.modules() if isinstance(m, nn.Conv2d)][-1]
+    out_channels = out_conv.out_channels // (plain.scale**2 if plain.tail_kind == "pixelshuffle" else 1)
+    student = PlainSR(
+        widths=widths,
+        scale=plain.scale,
+        acts=list(plain.acts),
+        bias=True,
+        kernel_sizes=list(plain.kernel_sizes),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        tail=plain.tail_kind,
+        sub_mean=plain.sub_mean is not None,
+        add_mean=plain.add_mean is not None,
+        const_channel=True,
+    )
+    return student
+
+
+def init_student(
+    plain: PlainSR,
+    calib_lr: Tensor,
+    theta: float | None = 0.05,
+    fix_r: int | None = None,
+    *,
+    method: str = "svd",
+    max_pixels: int = 32768,
+    adjust: float = 3.0,
+    seed: int = 0,
+    feature_dtype: torch.dtype = torch.float32,
+    calibration: str = "",
+) -> StudentInit:
+    """MemSR initialisation of a plain student from ``plain`` (e.g. ``plainify(teacher)[0]``).
+
+    ``calib_lr``: LR calibration images ``(N, C, h, w)`` in 0..255 (e.g. 16 patches from
+    :func:`memsr_bench.memsr.data.calibration_batch`). Give ``theta`` (relative-residual rule) or
+    ``fix_r`` (fixed width, takes precedence). ``method``: ``"svd"`` (MemSR) or ``"select"`` (the
+    channel-selection variant, see the module docstring). Features run in ``feature_dtype``;
+    decompositions and least squares in float64. The student is in eval mode, float32, on the CPU.
+    """
+    if method not in METHODS:
+        raise MemsrInputError("--decomposition", f"must be one of {METHODS}, not {method!r}")
+    if fix_r is None and theta is None:
+        raise MemsrInputError("--theta", "give theta or fix_r")
+    if fix_r is not None and fix_r < 1:
+        raise MemsrInputError("--fix-r", f"must be a positive width, not {fix_r}")
+    if fix_r is None and not (0 <= theta < 1):
+        raise MemsrInputError("--theta", f"must be in [0, 1), not {theta}")
+    if calib_lr.dim() != 4:
+        raise MemsrInputError("calibration", f"expected N x C x H x W images, got shape {tuple(calib_lr.shape)}")
+    specs = plain_layers(plain)
+    n_layers = len(specs)
+    teacher_widths = [s.weight.shape[0] for s in specs]
+
+    model = copy.deepcopy(plain).to("cpu", feature_dtype).eval()
+    x = calib_lr.to(feature_dtype)
+    n_total = x.shape[0] * x.shape[2] * x.shape[3]
+    gen = torch.Generator().manual_seed(seed)
+    cols = torch.randperm(n_total, generator=gen)[: min(max_pixels, n_total)] if n_total > max_pixels else None
+    n_pixels = n_total if cols is None else int(cols.numel())
+
+    bridges_m: list[Tensor] = []
+    bridges_b: list[Tensor] = []
+    readouts: list[tuple[Tensor, Tensor]] = []  # student conv = A (teacher conv on the input bridge - sub)
+    layer_info: list[dict[str, Any]] = []
+    widths: list[int] = []
+    convs = list(model.body)
+    with torch.no_grad():
+        if model.sub_mean is not None:
+            x = model.sub_mean(x)
+        for i in range(n_layers):
+            x = convs[2 * i + 1](convs[2 * i](x))
+            c = teacher_widths[i]
+            if i == n_layers - 1:  # the last body feature keeps its width: identity bridge
+                widths.append(c)
+                bridges_m.append(torch.eye(c, dtype=_F64))
+                bridges_b.append(torch.zeros(c, dtype=_F64))
+                readouts.append((torch.eye(c, dtype=_F64), torch.zeros(c, dtype=_F64)))
+                layer_info.append(
+                    {
+                        "index": i,
+                        "teacher_width": c,
+                        "width": c,
+                        "bridge": "kept (last body layer)",
+                        "residual": 0.0,
+                        "act": specs[i].act,
+                    }
+                )
+                continue
+            feat = x.transpose(0, 1).reshape(c, -1)
+            if cols is not None:
+                feat = feat[:, cols]
+            feat = feat.to(_F64)
+            mean = feat.mean(dim=1)
+            centred = feat - mean[:, None]
+            t = theta if theta is not None else 0.0
+            if method == "svd":
+                u, s = _left_singular(centred)
+                r = choose_width(s, t, fix_r)
+                res = float(relative_residuals(s)[r])
+            else:
+                order, residuals = _greedy_channels(centred @ centred.T)
+                r = _width_from_residuals(residuals, c, t, fix_r)
+                res = float(residuals[r])
+            shift = 0.0
+            if r >= c:
+                m, b, kind = (
+                    torch.eye(c, dtype=_F64),
+                    torch.zeros(c, dtype=_F64),
+                    "identity (all channels kept)",
+                )
+                readout, sub = torch.eye(c, dtype=_F64), torch.zeros(c, dtype=_F64)
+            elif method == "svd":
+                m = u[:, :r].clone()
+                f = m.T @ centred
+                adj = -adjust * f.clamp(max=0).mean(dim=1)
+                b = mean - m @ adj
+                kind, shift = "svd", float(adj.mean())
+                readout, sub = m.T, b  # least squares onto M (orthonormal columns): M^T (B - b)
+            else:
+                keep = torch.sort(order[:r]).values
+                gram = centred @ centred.T
+                ridge = 1e-12 * float(torch.trace(gram)) * torch.eye(r, dtype=_F64)
+                m = torch.linalg.solve(gram[keep][:, keep] + ridge, gram[keep]).T  # F~ ~ M F~_S
+                b = mean - m @ mean[keep]
+                kind = f"select {r} of {c} channels"
+                readout = torch.eye(c, dtype=_F64)[keep]  # the student computes the kept teacher channels
+                sub = torch.zeros(c, dtype=_F64)
+            widths.append(r)
+            bridges_m.append(m)
+            bridges_b.append(b)
+            readouts.append((readout, sub))
+            layer_info.append(
+                {
+                    "index": i,
+                    "teacher_width": c,
+                    "width": r,
+                    "bridge": kind,
+                    "residual": res,
+                    "shift_mean": shift,
+                    "act": specs[i].act,
+                }
+            )
+
+    student = _student_like(plain, widths)
+    c_in = specs[0].weight.shape[1]
+    in_m, in_b = torch.eye(c_in, dtype=_F64), torch.zeros(c_in, dtype=_F64)
+    with torch.no_grad():
+        for i, (spec, conv) in enumerate(zip(specs, student.convs, strict=True)):
+            k, mid = spec.k, spec.k // 2
+            w = torch.einsum("omuv,mj->ojuv", spec.weight, in_m)
+            const = spec.const + torch.einsum("omuv,m->ouv", spec.weight, in_b)
+            readout, sub = readouts[i]
+            const[:, mid, mid] -= sub
+            target = torch.cat([const[:, None], w], dim=1).reshape(spec.weight.shape[0], -1)
+            sol = readout @ target
+            conv.weight.copy_(sol.reshape(readout.shape[0], w.shape[1] + 1, k, k).to(conv.weight.dtype))
+            in_m, in_b = bridges_m[i], bridges_b[i]
+        student.tail.load_state_dict(copy.deepcopy(plain.tail).cpu().float().state_dict())
+        for name in ("sub_mean", "add_mean"):
+            src = getattr(plain, name)
+            if src is not None:
+                getattr(student, name).weight.copy_(src.weight)
+                getattr(student, name).bias.copy_(src.bias)
+    from zoo.registry import get_spec
+
+    student.zoo_spec = get_spec("plain")
+    bridges = nn.ModuleList(
+        [_bridge_conv(m, b, torch.float32) for m, b in zip(bridges_m[:-1], bridges_b[:-1], strict=True)]
+        + [nn.Identity(), nn.Identity()]
+    )
+    return StudentInit(
+        student=student.eval(),
+        bridges=bridges,
+        teacher_widths=teacher_widths,
+        widths=widths,
+        layers=layer_info,
+        theta=None if fix_r is not None else theta,
+        fix_r=fix_r,
+        method=method,
+        n_pixels=n_pixels,
+        calibration=calibration or f"{calib_lr.shape[0]} LR images of {calib_lr.shape[2]}x{calib_lr.shape[3]}",
+    )
+
+
+def efficiency(
+    model: nn.Module,
+    scale: int,
+    hr_size: tuple[int, int] = (1080, 1920),
+    count_size: int = 64,
+) -> dict[str, Any]:
+    """Params, conv MACs and predicted peak memory (memsr_bench.measure) for an HR output of ``hr_size``.
+
+    The predicted peak (fake tensors, eager lifetimes, float32, batch 1) is computed at the full LR
+    size ``round(H/s) x round(W/s)``. Conv MACs are traced at ``count_size x count_size`` and scaled
+    by the area ratio, which is exact for fully convolutional, stride-1, same-padded models (the count
+    is a sum of per-output-pixel costs) and saves a minute-long full-size trace on a CPU. (thop-style
+    "FLOPs" are not reported: thop counts exact ``nn.Conv2d`` types only and would skip the students'
+    constant-channel convs.)
+    """
+    from memsr_bench.measure import count_efficiency
+    from memsr_bench.measure.memory_model import predict_peak_memory
+
+    h, w = round(hr_size[0] / scale), round(hr_size[1] / scale)
+    c_in = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    channels = c_in.in_channels - (1 if isinstance(c_in, ConstChannelConv) else 0)
+    counts = count_efficiency(model, (1, channels, count_size, count_size))
+    ratio = (h * w) / (count_size * count_size)
+    conv_macs = counts.trace.analysis("conv_macs").total()
+    pred = predict_peak_memory(model, (1, channels, h, w))
+    return {
+        "params": counts.params,
+        "conv_macs": int(round(conv_macs * ratio)),
+        "peak_bytes": pred.peak_bytes,
+        "last_use_peak_bytes": pred.last_use_peak_bytes,
+        "peak_node": pred.peak_node,
+        "lr_size": [h, w],
+        "hr_size": list(hr_size),
+        "convention": (
+            f"params = sum of parameters; conv MACs traced at {count_size}x{count_size} (memsr_bench.measure) "
+            f"and scaled to LR {h}x{w} (HR {hr_size[1]}x{hr_size[0]}); peak = predicted live tensor storage "
+            "(memsr_bench.measure.memory_model, eager lifetimes, float32, batch 1, weights and input included)"
+        ),
+    }
+
+
+def _fmt_bytes(n: int) -> str:  # pragma: no cover - formatting helper
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def summary_lines(init: StudentInit) -> list[str]:
+    """Human-readable lines for the CLI."""
+    lines = [f"student widths {init.widths_text} ({len(init.widths)} layers)"]
+    eff = init.efficiency
+    if eff:
+        lines.append(
+            f"params {eff['params']:,}; conv MACs {eff['conv_macs'] / 1e9:.2f} G; "
+            f"predicted peak {_fmt_bytes(eff['peak_bytes'])} "
+            f"(LR {eff['lr_size'][0]}x{eff['lr_size'][1]})"
+        )
+    for info in init.layers:
+        lines.append(
+            f"  layer {info['index']:>2}: {info['teacher_width']:>4} -> {info['width']:>4}  {info['act']:<8} "
+            f"residual {info['residual']:.4f}  bridge {info['bridge']}"
+        )
+    return lines
