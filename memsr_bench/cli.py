@@ -7,6 +7,7 @@ Every sub-command lives in a small ``_cmd_*`` function; bad input raises MemsrIn
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -94,11 +95,12 @@ def _cmd_sweep_quality(args: argparse.Namespace) -> int:
         f"LR inputs: {args.border} border, lr-source {args.lr_source} "
         "(files LR_bicubic/X<s> when present, else MATLAB-exact imresize).",
         f"Published: {args.source} "
-        f"({reference_dir / 'published_quality.csv' if reference_dir else 'not found'}); "
+        f"({os.path.relpath(reference_dir / 'published_quality.csv') if reference_dir else 'not found'}); "
         "diff = measured - published.",
     ]
     notes += [f"Skipped {s.model} x{s.scale}: {s.reason}." for s in skipped]
-    table = with_published(measured, reference_dir, args.source) if len(measured) else measured
+    extra = [s for s in args.extra_sources if s != args.source]
+    table = with_published(measured, reference_dir, args.source, extra) if len(measured) else measured
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lr-source", choices=LR_SOURCES, default="auto")
     sw.add_argument("--reference", help="folder with published_quality.csv (default ../shared/reference)")
     sw.add_argument("--source", default="FMEN Table 3", help="published table to compare with")
+    sw.add_argument(
+        "--extra-sources", nargs="*", default=["MemSR slides"], help="more published tables, as extra columns"
+    )
     sw.add_argument("--title", default="PSNR/SSIM reproduction")
     sw.add_argument("--out", help="write OUT.md and OUT.csv (e.g. reports/quality/bicubic)")
     sw.add_argument("--device", default="cpu")

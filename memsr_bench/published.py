@@ -53,8 +53,14 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def published_name(zoo_model: str, source_prefix: str) -> str | None:
-    """The row name of a zoo model in a published table (None if the table does not list it)."""
-    return PUBLISHED_NAMES.get(zoo_model, {}).get(source_prefix)
+    """The row name of a zoo model in a published table (None if the table does not list it).
+
+    ``source`` may be a table's full source name ("MemSR slides") or its prefix ("MemSR").
+    """
+    for prefix, name in PUBLISHED_NAMES.get(zoo_model, {}).items():
+        if source_prefix.startswith(prefix):
+            return name
+    return None
 
 
 def published_quality(reference_dir: Path, source_prefix: str = "FMEN Table 3") -> pd.DataFrame:

@@ -92,9 +92,33 @@ def sweep_quality(
     return pd.DataFrame(rows), skipped
 
 
-def with_published(measured: pd.DataFrame, reference_dir: Path | None, source: str = "FMEN Table 3") -> pd.DataFrame:
+def _join_published(wide: pd.DataFrame, reference_dir: Path, source: str, suffix: str) -> pd.DataFrame:
+    published = published_quality(reference_dir, source)
+    wide = wide.assign(published_as=[published_name(m, source) for m in wide["model"]])
+    merged = wide.merge(
+        published[["model", "scale", "dataset", "psnr", "ssim"]].rename(
+            columns={"model": "published_as", "psnr": f"psnr_published{suffix}", "ssim": f"ssim_published{suffix}"}
+        ),
+        on=["published_as", "scale", "dataset"],
+        how="left",
+    )
+    if "psnr_y_float" in merged:
+        merged[f"psnr_diff_float{suffix}"] = merged["psnr_y_float"] - merged[f"psnr_published{suffix}"]
+        merged[f"ssim_diff_float{suffix}"] = merged["ssim_y_float"] - merged[f"ssim_published{suffix}"]
+    if "psnr_y_rounded" in merged and not suffix:
+        merged["psnr_diff_rounded"] = merged["psnr_y_rounded"] - merged["psnr_published"]
+    return merged.drop(columns="published_as")
+
+
+def with_published(
+    measured: pd.DataFrame,
+    reference_dir: Path | None,
+    source: str = "FMEN Table 3",
+    extra_sources: Sequence[str] = (),
+) -> pd.DataFrame:
     """Wide table: one row per (model, scale, dataset), measured PSNR/SSIM per Y variant, the
-    published figures of ``source`` and the differences (float-Y minus published)."""
+    published figures of ``source`` and the differences (float-Y minus published). Each of
+    ``extra_sources`` adds its own published and difference columns, suffixed with its name."""
     wide = measured.pivot_table(
         index=["model", "scale", "dataset"], columns="y_variant", values=["psnr", "ssim"], aggfunc="first"
     )
@@ -102,21 +126,10 @@ def with_published(measured: pd.DataFrame, reference_dir: Path | None, source: s
     wide = wide.reset_index()
     if reference_dir is None:
         return wide
-    published = published_quality(reference_dir, source)
-    wide["published_as"] = [published_name(m, source) for m in wide["model"]]
-    merged = wide.merge(
-        published[["model", "scale", "dataset", "psnr", "ssim"]].rename(
-            columns={"model": "published_as", "psnr": "psnr_published", "ssim": "ssim_published"}
-        ),
-        on=["published_as", "scale", "dataset"],
-        how="left",
-    )
-    if "psnr_y_float" in merged:
-        merged["psnr_diff_float"] = merged["psnr_y_float"] - merged["psnr_published"]
-        merged["ssim_diff_float"] = merged["ssim_y_float"] - merged["ssim_published"]
-    if "psnr_y_rounded" in merged:
-        merged["psnr_diff_rounded"] = merged["psnr_y_rounded"] - merged["psnr_published"]
-    return merged.drop(columns="published_as")
+    wide = _join_published(wide, reference_dir, source, "")
+    for extra in extra_sources:
+        wide = _join_published(wide, reference_dir, extra, f" ({extra})")
+    return wide
 
 
 def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
