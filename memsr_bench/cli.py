@@ -7,8 +7,8 @@ Every sub-command lives in a small ``_cmd_*`` function; bad input raises MemsrIn
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
