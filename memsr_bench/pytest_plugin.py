@@ -107,14 +107,9 @@ def _input_shape(
             scale = model.scale
         channels = 1 if getattr(getattr(model, "zoo_spec", None), "channels", "rgb") == "y" else 3
         input_shape = get_preset(preset).input_shape(scale, channels=channels)
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) == 3:
-        shape = (1, *shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise MemsrInputError(
-            "input_shape", f"expected (C, H, W) or (N, C, H, W) with positive sizes, got {input_shape}"
-        )
-    return shape
+    from memsr_bench.measure.counters import normalise_input_shape
+
+    return normalise_input_shape(input_shape)
 
 
 def _model_name(model) -> str:

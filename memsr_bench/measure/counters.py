@@ -396,7 +396,8 @@ def _untouched(model: nn.Module) -> Iterator[None]:
                         del table[key]
 
 
-def _normalise_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+def normalise_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """``(C, H, W)`` or ``(N, C, H, W)`` as a 4-tuple of positive ints, else a one-line error."""
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 3:
         shape = (1, *shape)
@@ -420,7 +421,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dt
     The trace runs on the model's device and dtype; ``dtype`` traces a converted deep copy instead
     (the counts do not depend on it; ``torch.bfloat16`` is much faster on CPUs with bf16 units).
     """
-    shape = _normalise_shape(input_shape)
+    shape = normalise_input_shape(input_shape)
     device, model_dtype = _model_device_dtype(model)
     target = model
     if dtype is not None and dtype != model_dtype:
@@ -537,7 +538,7 @@ def count_efficiency(
         if preset_obj is None:
             raise MemsrInputError("input_shape", "give an input shape or a preset")
         input_shape = preset_obj.input_shape(_model_scale(model, scale), channels=_model_channels(model))
-    shape = _normalise_shape(input_shape)
+    shape = normalise_input_shape(input_shape)
     trace = trace_model(model, shape, dtype=dtype)
     params = count_params(model)
 

@@ -244,15 +244,11 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_student(args: argparse.Namespace) -> int:
-    import copy
-
-    import torch
 
     from memsr_bench.memsr.data import calibration_batch
     from memsr_bench.memsr.plainify import plainify
-    from memsr_bench.memsr.student_init import init_student, random_bridges
+    from memsr_bench.memsr.student_init import init_student, random_bridges, random_student
     from memsr_bench.memsr.train import train
-    from zoo.plain import PlainSR
 
     teacher = load_teacher(args.teacher, args.scale, args.checkpoint, args.config, args.seed)
     plain, _ = plainify(teacher, carry=args.carry, skip_offset=args.skip_offset)
@@ -262,21 +258,7 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
     if args.init == "memsr":
         student, bridges = init.student, init.bridges
     else:
-        torch.manual_seed(args.seed)  # the same architecture with fresh (PyTorch default) weights
-        student = PlainSR(
-            widths=init.widths,
-            scale=plain.scale,
-            acts=list(plain.acts),
-            kernel_sizes=list(plain.kernel_sizes),
-            tail=plain.tail_kind,
-            sub_mean=plain.sub_mean is not None,
-            add_mean=plain.add_mean is not None,
-            const_channel=True,
-        )
-        if plain.sub_mean is not None:
-            student.sub_mean.load_state_dict(copy.deepcopy(plain.sub_mean.state_dict()))
-        if plain.add_mean is not None:
-            student.add_mean.load_state_dict(copy.deepcopy(plain.add_mean.state_dict()))
+        student = random_student(plain, init.widths, seed=args.seed)  # same architecture, fresh weights
         bridges = random_bridges(init.widths, init.teacher_widths, seed=args.seed)
     coe = args.distill_coe if args.distill else 0.0
     config = _train_config(args, plain.scale, distill_coe=coe)

@@ -111,25 +111,6 @@ def _train_config(plan: Plan, lr: float, distill: bool):
     )
 
 
-def _random_student(init, plain) -> nn.Module:
-    from zoo.plain import PlainSR
-
-    student = PlainSR(
-        widths=init.widths,
-        scale=plain.scale,
-        acts=list(plain.acts),
-        kernel_sizes=list(plain.kernel_sizes),
-        tail=plain.tail_kind,
-        sub_mean=plain.sub_mean is not None,
-        add_mean=plain.add_mean is not None,
-        const_channel=True,
-    )
-    for name in ("sub_mean", "add_mean"):
-        if getattr(plain, name) is not None:
-            getattr(student, name).load_state_dict(getattr(plain, name).state_dict())
-    return student
-
-
 def _hr_pixels(folder: Path, scale: int) -> int:
     from PIL import Image
 
@@ -149,7 +130,7 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
     """Run (or resume) the plan; write the report files; return the results."""
     from memsr_bench.memsr.data import calibration_batch, load_training_images
     from memsr_bench.memsr.plainify import max_abs_diff, plainify
-    from memsr_bench.memsr.student_init import efficiency, init_student
+    from memsr_bench.memsr.student_init import efficiency, init_student, random_student
     from memsr_bench.memsr.train import evaluate_model, train
     from memsr_bench.upscalers import BicubicUpscaler
     from zoo.edsr import EDSR
@@ -211,8 +192,7 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
         if how == "memsr":
             student, bridges = copy.deepcopy(init.student), copy.deepcopy(init.bridges)
         else:
-            torch.manual_seed(plan.seed)
-            student, bridges = _random_student(init, plain), None
+            student, bridges = random_student(plain, init.widths, seed=plan.seed), None
         res = train(
             student,
             _train_config(plan, plan.student_lr, distill),

@@ -279,6 +279,19 @@ def _student_like(plain: PlainSR, widths: list[int]) -> PlainSR:
     return student
 
 
+def random_student(plain: PlainSR, widths: list[int], seed: int = 0) -> PlainSR:
+    """The student architecture with fresh PyTorch-default weights (the "direct training" baseline).
+
+    The fixed mean shifts are copied from the plain model, as for the initialised student.
+    """
+    torch.manual_seed(seed)
+    student = _student_like(plain, widths)
+    for name in ("sub_mean", "add_mean"):
+        if getattr(plain, name) is not None:
+            getattr(student, name).load_state_dict(copy.deepcopy(getattr(plain, name).state_dict()))
+    return student
+
+
 def init_student(
     plain: PlainSR,
     calib_lr: Tensor,
