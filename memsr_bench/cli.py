@@ -116,6 +116,7 @@ def _format_bytes(n: int) -> str:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     import zoo
+    from memsr_bench.measure.counters import input_channels
     from memsr_bench.profile import lr_size_for, parse_size, profile_model
 
     if args.model not in zoo.names():
@@ -126,7 +127,6 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     output_size = parse_size(args.output, "--output") if args.output else None
     lr_size = lr_size_for(scale, input_size, output_size, args.preset)
     model = zoo.create(args.model, scale=scale, checkpoint=args.weights)
-    channels = 1 if spec.channels == "y" else 3
     result = profile_model(
         model,
         args.model,
@@ -134,7 +134,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         lr_size,
         args.preset,
         args.device,
-        channels,
+        input_channels(model),
         warmup=args.warmup,
         repeats=args.repeats,
     )

@@ -93,9 +93,7 @@ def _model_dtype(model):
     return torch.float32
 
 
-def _input_shape(
-    model, input_shape: Sequence[int] | None, preset: str | None, scale: int | None
-) -> tuple[int, ...]:
+def _input_shape(model, input_shape: Sequence[int] | None, preset: str | None, scale: int | None) -> tuple[int, ...]:
     from memsr_bench.errors import MemsrInputError
 
     if input_shape is None:
@@ -105,8 +103,9 @@ def _input_shape(
 
         if scale is None and isinstance(getattr(model, "scale", None), int):
             scale = model.scale
-        channels = 1 if getattr(getattr(model, "zoo_spec", None), "channels", "rgb") == "y" else 3
-        input_shape = get_preset(preset).input_shape(scale, channels=channels)
+        from memsr_bench.measure.counters import input_channels
+
+        input_shape = get_preset(preset).input_shape(scale, channels=input_channels(model))
     from memsr_bench.measure.counters import normalise_input_shape
 
     return normalise_input_shape(input_shape)
@@ -275,8 +274,7 @@ def check_efficiency(
     for f in _CONTEXT_FIELDS:
         if old_context.get(f) != context.get(f):
             failures.append(
-                f"{f} changed: baseline {old_context.get(f)!r}, now {context.get(f)!r} "
-                "(the numbers are not comparable)"
+                f"{f} changed: baseline {old_context.get(f)!r}, now {context.get(f)!r} (the numbers are not comparable)"
             )
     if failures:
         return failures
@@ -308,9 +306,7 @@ def _failure_message(gate_id, context, failures, entry, baseline_path) -> str:
     recorded = (entry or {}).get("torch_version")
     if recorded and recorded != torch.__version__:
         lines.append(f"  (baseline recorded with torch {recorded}, running torch {torch.__version__})")
-    lines.append(
-        f"If the change is intended: pytest --memsr-update-baseline, then review and commit {baseline_path}."
-    )
+    lines.append(f"If the change is intended: pytest --memsr-update-baseline, then review and commit {baseline_path}.")
     return "\n".join(lines)
 
 
@@ -560,9 +556,7 @@ def _baseline_path(config: pytest.Config) -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_STATE] = _GateSession(
-        Baseline(_baseline_path(config)), config.getoption("memsr_update_baseline")
-    )
+    config.stash[_STATE] = _GateSession(Baseline(_baseline_path(config)), config.getoption("memsr_update_baseline"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from memsr_bench.measure import count_efficiency, get_preset, predict_peak_memory
+from memsr_bench.measure.counters import input_channels
 from memsr_bench.published import published_efficiency, published_name
 from memsr_bench.results import ResultKey, ResultsStore, cached, input_size
 from memsr_bench.tables import markdown_table
@@ -52,10 +53,8 @@ def report_cells(presets: Sequence[str]) -> list[Cell]:
 def _efficiency_values(cell: Cell) -> dict[str, Any]:
     import zoo
 
-    spec = zoo.get_spec(cell.model)
     model = zoo.create(cell.model, scale=cell.scale)
-    channels = 1 if spec.channels == "y" else 3
-    shape = (1, channels, *get_preset(cell.preset).lr_shape(cell.scale))
+    shape = (1, input_channels(model), *get_preset(cell.preset).lr_shape(cell.scale))
     counts = count_efficiency(model, input_shape=shape, preset=cell.preset, scale=cell.scale)
     predicted = predict_peak_memory(model, shape)
     return {

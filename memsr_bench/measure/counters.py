@@ -513,9 +513,15 @@ def _model_scale(model: nn.Module, scale: int | None) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _model_channels(model: nn.Module) -> int:
+def input_channels(model: nn.Module) -> int:
+    """Channels of the model's input: from its zoo metadata (Y-only models read 1), else its first conv."""
     spec = getattr(model, "zoo_spec", None)
-    return 1 if getattr(spec, "channels", "rgb") == "y" else 3
+    if spec is not None:
+        return 1 if spec.channels == "y" else 3
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return 3
 
 
 def count_efficiency(
@@ -537,7 +543,7 @@ def count_efficiency(
     if input_shape is None:
         if preset_obj is None:
             raise MemsrInputError("input_shape", "give an input shape or a preset")
-        input_shape = preset_obj.input_shape(_model_scale(model, scale), channels=_model_channels(model))
+        input_shape = preset_obj.input_shape(_model_scale(model, scale), channels=input_channels(model))
     shape = normalise_input_shape(input_shape)
     trace = trace_model(model, shape, dtype=dtype)
     params = count_params(model)

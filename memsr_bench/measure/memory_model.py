@@ -37,6 +37,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._pytree import tree_leaves
 
+from memsr_bench.measure.counters import input_channels
 from memsr_bench.measure.memory import LiveStorageMode, model_tensors
 
 __all__ = [
@@ -120,16 +121,6 @@ class _Graph:
     weights_bytes: int
     input_bytes: int
     output_bytes: int
-
-
-def _default_channels(model: nn.Module) -> int:
-    spec = getattr(model, "zoo_spec", None)
-    if spec is not None:
-        return 1 if spec.channels == "y" else 3
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return 3
 
 
 def _trace(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> _Graph:
@@ -289,7 +280,7 @@ def peak_vs_input_size(
     hws = [_hw(s) for s in sizes]
     if len({h * w for h, w in hws}) < 2:
         raise ValueError("peak_vs_input_size needs at least two sizes with different H·W")
-    c = _default_channels(model) if channels is None else channels
+    c = input_channels(model) if channels is None else channels
     peaks = [predict_peak_memory(model, (batch, c, h, w), dtype, lifetimes).peak_bytes for h, w in hws]
     xs = [h * w for h, w in hws]
     mx, my = sum(xs) / len(xs), sum(peaks) / len(peaks)
@@ -317,7 +308,7 @@ def largest_input_for_budget(
     ah, aw = aspect
     if ah <= 0 or aw <= 0 or multiple_of <= 0:
         raise ValueError(f"aspect and multiple_of must be positive, not {aspect}, {multiple_of}")
-    c = _default_channels(model) if channels is None else channels
+    c = input_channels(model) if channels is None else channels
 
     def size(k: int) -> tuple[int, int]:  # k-th candidate, H = k * multiple_of
         h = k * multiple_of
