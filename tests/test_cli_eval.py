@@ -132,3 +132,17 @@ def test_bicubic_set5_x2_matches_documented_value(capsys):
     )
     assert round(json.loads(out)["psnr"], 2) == 33.67
     assert round(json.loads(out_r)["psnr"], 2) == 33.64
+
+
+def test_sweep_quality_writes_and_rerenders(tmp_path: Path, capsys):
+    root = make_benchmark_set(tmp_path / "sets" / "Tiny")
+    out = tmp_path / "out" / "bicubic"
+    argv = ["sweep-quality", "--models", "bicubic", "--scales", "2", "--data-root", str(root.parent)]
+    assert main([*argv, "--sets", "Tiny", "--out", str(out), "--reference", str(tmp_path / "none")]) == 2
+    assert main([*argv, "--sets", "Tiny", "--out", str(out)]) == 0
+    first = out.with_suffix(".md").read_text()
+    assert "| bicubic | 2 | Tiny |" in first and out.with_suffix(".csv").is_file()
+    assert main(["sweep-quality", "--from-csv", str(out.with_suffix(".csv")), "--out", str(out)]) == 0
+    assert out.with_suffix(".md").read_text() == first
+    assert main(["sweep-quality", "--from-csv", str(tmp_path / "missing.csv")]) == 2
+    capsys.readouterr()
