@@ -77,17 +77,25 @@ def _cmd_sweep_quality(args: argparse.Namespace) -> int:
     from memsr_bench.published import default_reference_dir
     from memsr_bench.quality_sweep import sweep_quality, to_markdown, with_published
 
-    data_root = Path(args.data_root)
-    paths = [data_root / name for name in args.sets]
-    measured, skipped = sweep_quality(
-        _sweep_upscaler_factory(args.weights, args.device),
-        args.models,
-        args.scales,
-        paths,
-        y_variants=args.y_variants,
-        lr_source=args.lr_source,
-        border=args.border,
-    )
+    if args.from_csv:  # re-render a table measured before, e.g. after the published CSVs changed
+        import pandas as pd
+
+        if not Path(args.from_csv).is_file():
+            raise MemsrInputError(args.from_csv, "CSV of a previous sweep not found")
+        measured, skipped = pd.read_csv(args.from_csv), []
+    else:
+        if not args.data_root:
+            raise MemsrInputError("--data-root", "required (or --from-csv to re-render a previous sweep)")
+        paths = [Path(args.data_root) / name for name in args.sets]
+        measured, skipped = sweep_quality(
+            _sweep_upscaler_factory(args.weights, args.device),
+            args.models,
+            args.scales,
+            paths,
+            y_variants=args.y_variants,
+            lr_source=args.lr_source,
+            border=args.border,
+        )
     reference_dir = Path(args.reference) if args.reference else default_reference_dir()
     notes = [
         "Measured here: HR modcropped to the scale, SR rounded to uint8, crop = scale, BT.601 Y "
@@ -104,7 +112,8 @@ def _cmd_sweep_quality(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        measured.to_csv(out.with_suffix(".csv"), index=False)
+        if not args.from_csv:
+            measured.to_csv(out.with_suffix(".csv"), index=False)
         out.with_suffix(".md").write_text(to_markdown(table, args.title, notes))
     print(to_markdown(table, args.title, notes))
     return 0
@@ -313,9 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep-quality",
         help="PSNR/SSIM of several models x scales x test sets beside the published figures",
     )
-    sw.add_argument("--models", nargs="+", required=True, help="bicubic and/or zoo model names")
+    sw.add_argument("--models", nargs="+", default=["bicubic"], help="bicubic and/or zoo model names")
     sw.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
-    sw.add_argument("--data-root", required=True, help="folder holding the test sets, e.g. ../shared/datasets")
+    sw.add_argument("--data-root", help="folder holding the test sets, e.g. ../shared/datasets")
+    sw.add_argument("--from-csv", help="re-render the table of a previous sweep's CSV instead of measuring")
     sw.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     sw.add_argument("--weights", help="weights directory with the models' public checkpoints")
     sw.add_argument("--y-variants", nargs="+", choices=Y_VARIANTS, default=list(Y_VARIANTS))

@@ -18,7 +18,7 @@ DATASET_ALIASES = {"B100": "BSD100", "BSDS100": "BSD100"}
 
 # Zoo name -> the name its row carries in each published table (by the table's source prefix).
 PUBLISHED_NAMES: dict[str, dict[str, str]] = {
-    "bicubic": {"FMEN Table 3": "Bicubic"},
+    "bicubic": {"FMEN Table 3": "Bicubic", "MemSR": "Bicubic"},
     "srcnn": {"FMEN Table 3": "SRCNN", "MemSR": "SRCNN"},
     "fsrcnn": {"FMEN Table 3": "FSRCNN", "MemSR": "FSRCNN"},
     "edsr-baseline": {"FMEN Table 3": "EDSR-baseline", "MemSR": "EDSR"},
