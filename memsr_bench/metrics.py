@@ -56,7 +56,7 @@ def _channels_to_compare(img: np.ndarray, channel: Channel, y_variant: YVariant)
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
     if img.ndim == 2:
-        return img.astype(np.float64)[None]
+        return np.asarray(img, dtype=np.float64)[None]  # no copy when already float64
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected H x W x 3 RGB or an H x W plane, got shape {img.shape}")
     if channel == "y":
@@ -82,7 +82,8 @@ def _prepare_pair(
 
 
 def _psnr_planes(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a - b) ** 2, dtype=np.float64))
+    diff = (a - b).ravel()
+    mse = float(np.dot(diff, diff)) / diff.size
     if mse == 0:
         return math.inf
     return 10.0 * math.log10(SSIM_PEAK**2 / mse)
