@@ -18,21 +18,7 @@ from memsr_bench.data.datasets import LR_SOURCES, discover_test_set
 from memsr_bench.data.matlab_resize import BORDERS
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.metrics import CHANNELS
-from memsr_bench.upscalers import BicubicUpscaler, Upscaler
-
-
-def make_upscaler(model_name: str, scale: int, weights: str | None, device: str) -> Upscaler:
-    """``bicubic`` or a zoo model (with its checkpoint, if given) wrapped to map uint8 RGB to uint8 RGB."""
-    if model_name == "bicubic":
-        if weights:
-            raise MemsrInputError("--weights", "bicubic has no weights")
-        return BicubicUpscaler(scale)
-    import zoo
-
-    if model_name not in zoo.names():
-        raise MemsrInputError(model_name, f"unknown model; choose bicubic or one of: {', '.join(zoo.names())}")
-    model = zoo.create(model_name, scale=scale, checkpoint=weights)
-    return zoo.upscaler(model, device=device)
+from memsr_bench.upscalers import make_upscaler, sweep_upscaler_factory
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -52,27 +38,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_upscaler_factory(weights: str | None, device: str):
-    """(model, scale) -> Upscaler for sweeps; LookupError (a skip, with its reason) when no weights."""
-
-    def factory(model_name: str, scale: int) -> Upscaler:
-        if model_name == "bicubic":
-            return BicubicUpscaler(scale)
-        import zoo
-
-        spec = zoo.get_spec(model_name)
-        if scale not in spec.scales:
-            raise LookupError(f"{model_name} has no x{scale} variant")
-        checkpoint = spec.checkpoint_for(scale)
-        if checkpoint is None:
-            raise LookupError(f"no public checkpoint of {model_name} x{scale}")
-        if weights is None or not (Path(weights) / checkpoint.filename).is_file():
-            raise LookupError(f"{checkpoint.filename} not found in --weights {weights}")
-        return make_upscaler(model_name, scale, weights, device)
-
-    return factory
-
-
 def _cmd_sweep_quality(args: argparse.Namespace) -> int:
     from memsr_bench.published import default_reference_dir
     from memsr_bench.quality_sweep import sweep_quality, to_markdown, with_published
@@ -88,7 +53,7 @@ def _cmd_sweep_quality(args: argparse.Namespace) -> int:
             raise MemsrInputError("--data-root", "required (or --from-csv to re-render a previous sweep)")
         paths = [Path(args.data_root) / name for name in args.sets]
         measured, skipped = sweep_quality(
-            _sweep_upscaler_factory(args.weights, args.device),
+            sweep_upscaler_factory(args.weights, args.device),
             args.models,
             args.scales,
             paths,
@@ -200,6 +165,7 @@ def _zoo_rows() -> list[dict]:
 def _cmd_report(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from memsr_bench.plots import write_report_figures
     from memsr_bench.published import default_reference_dir
     from memsr_bench.quality_sweep import sweep_quality, to_markdown, with_published
     from memsr_bench.report import write_efficiency_reports, write_index
@@ -234,7 +200,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         models = [n for n in zoo.names() if any(zoo.get_spec(n).checkpoint_for(s) for s in zoo.get_spec(n).scales)]
         sets = [Path(args.data_root) / name for name in args.sets]
         measured, skipped = sweep_quality(
-            _sweep_upscaler_factory(args.weights, "cpu"),
+            sweep_upscaler_factory(args.weights, "cpu"),
             ["bicubic", *models],
             [2, 3, 4],
             sets,
@@ -254,10 +220,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         skipped_quality.append(
             "quality tables: give --data-root and --weights (e.g. ../shared/datasets, ../shared/weights)"
         )
+    figures = write_report_figures(out, store, reference_dir)
+    sections["Figures"] = [f"![{p.stem}]({p.relative_to(out)})" for p in figures if p.suffix == ".png"]
     for extra in sorted(out.glob("quality/*.md")):
         entry = f"- [{extra.relative_to(out)}]({extra.relative_to(out)})"
         if entry not in sections.get("Quality", []):
             sections.setdefault("Quality", []).append(entry)
+    notes = [name for name in ("zoo_verification.md", "benchmarks.md") if (out / name).is_file()]
+    if notes:
+        sections["Notes"] = [f"- [{name}]({name})" for name in notes]
     index = write_index(out, sections)
     print(f"wrote {index}")
     for reason in skipped_quality:
@@ -381,8 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(run=_cmd_report)
 
     from memsr_bench.memsr.cli_commands import add_convert_parsers
+    from memsr_bench.plots import add_plot_parser
+    from memsr_bench.table_presets import add_table_parser
 
     add_convert_parsers(sub)  # convert plain / convert student / train (MemSR tools)
+    add_table_parser(sub)  # table fmen-table3 | fmen-table4 | memsr-table
+    add_plot_parser(sub)  # plot psnr-memory | psnr-runtime | timeline | peak-vs-size
 
     zo = sub.add_parser("zoo", help="list the zoo's models, scales and parameter counts")
     zo.add_argument("--json", action="store_true", help="print a JSON list")
