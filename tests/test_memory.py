@@ -441,7 +441,9 @@ def test_zoo_fmen_deploy_peaks_in_an_hfab():
     assert ideal.activations_bytes == 4 * c * h * w * F32
     mul_peak = max(live for name, live in ideal.timeline if name.startswith("aten.mul @ "))
     assert mul_peak == ideal.peak_bytes
-    # eager: the trunk input of ``hfab(erb(h))`` and the HFAB branch map stay referenced
+    # eager (what is measured): the zoo's forward drops each map as soon as it is rebound, so the
+    # peak is the paper's too: the multiply of an HFAB (the warm-up block is an HFAB as well).
     eager = predict_peak_memory(model, (1, 3, h, w))
+    assert eager.peak_node.startswith("aten.mul @ ")
     assert "HFABs" in eager.peak_node or "warmup" in eager.peak_node
-    assert 4 * c * h * w * F32 <= eager.activations_bytes <= 6 * c * h * w * F32
+    assert eager.activations_bytes == 4 * c * h * w * F32
