@@ -179,7 +179,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(f"results store: {store.path}; published tables: {reference_dir or 'not found (../shared absent)'}")
     sections: dict[str, list[str]] = {}
 
-    zoo_table = pd.DataFrame(_zoo_rows())
+    zoo_table = pd.DataFrame(
+        [
+            {
+                "model": row["model"],
+                "scale": row["scale"],
+                "params": f"{row['params']:,}",
+                "published": f"{row['published_params']:,}" if row["published_params"] else None,
+                "input": f"{row['channels'].upper()} 0..{int(row['input_range'])}",
+                "checkpoint": row["checkpoint"],
+                "paper": row["paper"],
+            }
+            for row in _zoo_rows()
+        ]
+    )
     (out / "zoo.md").write_text(
         "# Zoo: parameter counts\n\n`sum(p.numel() for p in model.parameters())` of each zoo module "
         "(buffers such as BatchNorm statistics and EDSR's fixed mean shift excluded), beside the paper's figure.\n\n"
