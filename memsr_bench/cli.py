@@ -233,7 +233,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         skipped_quality.append(
             "quality tables: give --data-root and --weights (e.g. ../shared/datasets, ../shared/weights)"
         )
-    figures = write_report_figures(out, store, reference_dir)
+    figure_preset = "memsr" if "memsr" in args.presets else args.presets[0]
+    figures = write_report_figures(out, store, reference_dir, preset=figure_preset)
     sections["Figures"] = [f"![{p.stem}]({p.relative_to(out)})" for p in figures if p.suffix == ".png"]
     for extra in sorted(out.glob("quality/*.md")):
         entry = f"- [{extra.relative_to(out)}]({extra.relative_to(out)})"

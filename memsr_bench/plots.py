@@ -246,8 +246,12 @@ def psnr_figure(
     published_x: str | None = None,
     published_x_label: str | None = None,
     published_title: str = "",
+    y: str = "psnr",
+    y_label: str = "PSNR (dB), Y channel (BT.601)",
+    log_x: bool | None = None,
 ) -> Figure:
-    """PSNR (y) vs ``points[x]``, marker area ∝ ``points["params"]``; a published panel beside it."""
+    """``points[y]`` (PSNR by default) vs ``points[x]``, marker area ∝ ``points["params"]``; a
+    published panel beside it."""
     panels = [(points, x, x_label, title, "params", 1.0, "tab:blue")]
     if published is not None and not published.empty and published_x:
         panels.append(
@@ -261,17 +265,17 @@ def psnr_figure(
     for ax, (frame, xcol, xlabel, ptitle, pcol, mult, color) in zip(axes, panels, strict=True):
         params = frame[pcol].astype(float) * mult
         areas = [_marker_area(p, max_params) for p in params]
-        ax.scatter(frame[xcol], frame["psnr"], s=areas, color=color, alpha=0.55, edgecolor="black", linewidth=0.6)
+        ax.scatter(frame[xcol], frame[y], s=areas, color=color, alpha=0.55, edgecolor="black", linewidth=0.6)
         xs = frame[xcol].astype(float)
-        if spread > 30:  # one scale for every panel, so that they compare at a glance
+        if log_x or (log_x is None and spread > 30):  # one scale for every panel: they compare at a glance
             ax.set_xscale("log")
         ax.margins(x=0.18, y=0.15)
         ax.set_xlabel(xlabel)
         ax.set_title(ptitle, fontsize=10)
         ax.grid(True, alpha=0.3)
         labels = [_display_name(m) for m in frame["model"]]
-        scatter_data.append((ax, list(xs), list(frame["psnr"].astype(float)), labels, areas))
-    axes[0].set_ylabel("PSNR (dB), Y channel (BT.601)")
+        scatter_data.append((ax, list(xs), list(frame[y].astype(float)), labels, areas))
+    axes[0].set_ylabel(y_label)
     handles = [
         axes[0].scatter([], [], s=_marker_area(p, max_params), color="0.7", edgecolor="black", linewidth=0.6)
         for p in _nice_params(max_params)
@@ -433,6 +437,20 @@ def _best_quality_slice(store: ResultsStore, preset: str, need_runtime: bool) ->
     return why if best is None else best
 
 
+TRAINING_FORMS = ("fmen", "fmen-s", "plain")
+
+
+def compute_memory_points(store: ResultsStore, scale: int = 4, preset: str = "memsr") -> pd.DataFrame:
+    """One row per zoo model at ``preset``'s input: MACs (G), predicted peak (MiB) and params."""
+    eff = store.query(kind="efficiency", conventions=preset, scale=scale)
+    if eff.empty:
+        return eff
+    points = _latest(eff)[["model", "params", "macs", "peak_bytes_predicted"]].copy()
+    points["gmacs"] = points["macs"] / 1e9
+    points["peak_mib"] = points["peak_bytes_predicted"] / 2**20
+    return points.sort_values("model").reset_index(drop=True)
+
+
 def write_report_figures(
     out_dir: Path,
     store: ResultsStore,
@@ -447,6 +465,7 @@ def write_report_figures(
     skipped with the reason logged.
     """
     import zoo
+    from memsr_bench.measure import get_preset
     from memsr_bench.measure.memory_model import peak_vs_input_size, predict_peak_memory
 
     figures = Path(out_dir) / "figures"
@@ -464,6 +483,24 @@ def write_report_figures(
         if name in zoo.names() and 4 in zoo.get_spec(name).scales
     }
     written += save_figure(peak_vs_size_figure(fits, 4), figures / "peak_vs_input_size_x4")
+    # The accuracy-free trade-off: it needs only the efficiency rows, so it exists without any data.
+    points = compute_memory_points(store, 4, preset)
+    # Networks as they run: training forms (deploy() merges them) and the generic `plain` left out.
+    points = points[~points["model"].isin(TRAINING_FORMS)] if len(points) else points
+    if len(points) >= 2:
+        lr_h, lr_w = get_preset(preset).lr_shape(4)
+        fig = psnr_figure(
+            points,
+            "peak_mib",
+            f"predicted peak memory (MiB), HR {4 * lr_w}x{4 * lr_h} output\n(live tensor storage, float32, batch 1)",
+            "Compute vs memory of the zoo at x4 (deploy forms; no accuracy data needed)",
+            y="gmacs",
+            y_label=f"MACs (G), preset {preset}",
+            log_x=True,
+        )
+        written += save_figure(fig, figures / "macs_vs_memory_x4")
+    else:
+        log(f"skipped figures/macs_vs_memory_x4: no efficiency rows (preset {preset}) in the results store")
     for kind in ("psnr-memory", "psnr-runtime"):
         found = _best_quality_slice(store, preset, need_runtime=kind == "psnr-runtime")
         if isinstance(found, str):

@@ -90,6 +90,10 @@ def test_report_writes_tables_without_data(tmp_path: Path, capsys, monkeypatch):
     table = (tmp_path / "reports" / "efficiency" / "ntire2022.md").read_text()
     assert "fmen-s-deploy" in table and "22.28" in table and "not available" in table
     assert (tmp_path / "reports" / "README.md").is_file() and (tmp_path / "reports" / "zoo.md").is_file()
+    # without data: the memory timelines, peak vs size and the compute-memory trade-off still exist
+    figures = {p.name for p in (tmp_path / "reports" / "figures").glob("*.png")}
+    assert {"macs_vs_memory_x4.png", "peak_vs_input_size_x4.png"} <= figures
+    assert any(name.startswith("timeline_") for name in figures)
     capsys.readouterr()
     monkeypatch.setattr(report, "_efficiency_values", lambda cell: pytest.fail("cached cell recomputed"))
     assert main(argv) == 0

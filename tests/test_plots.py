@@ -32,7 +32,7 @@ def _fill(store: ResultsStore, runtime: bool = True) -> None:
         )
         store.put(
             ResultKey("efficiency", model, "random-init", 4, "270x480", "memsr"),
-            {"params": params, "peak_bytes_predicted": int(mib * 2**20)},
+            {"params": params, "macs": params * 270 * 480, "peak_bytes_predicted": int(mib * 2**20)},
         )
         if runtime:
             channels = 1 if model == "fsrcnn" else 3
@@ -106,12 +106,14 @@ def test_report_figures_skip_without_quality_then_draw(tmp_path: Path, monkeypat
     ]
     assert all(p.parent == tmp_path / "reports" / "figures" for p in written)
     skipped = [m for m in messages if m.startswith("skipped")]
-    assert len(skipped) == 2 and all("no quality rows" in m for m in skipped)
+    assert len(skipped) == 3 and "no efficiency rows" in skipped[0]
+    assert all("no quality rows" in m for m in skipped[1:])
 
     _fill(store, runtime=False)
     messages.clear()
     written = plots.write_report_figures(tmp_path / "reports", store, None, log=messages.append)
     assert "psnr_vs_memory_Set5_x4.png" in {p.name for p in written}
+    assert "macs_vs_memory_x4.png" in {p.name for p in written}  # the efficiency rows are there now
     assert any("psnr_vs_runtime" in m and "no runtime rows" in m for m in messages)
 
 
