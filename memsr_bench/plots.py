@@ -67,10 +67,14 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
     """``stem``.png and ``stem``.svg; returns both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix in (".png", ".svg"):
-        path = stem.with_name(stem.name + suffix)
-        fig.savefig(path, dpi=150 if suffix == ".png" else None)
-        paths.append(path)
+    import matplotlib
+
+    # Byte-identical files for identical figures: no dates, fixed SVG ids.
+    with matplotlib.rc_context({"svg.hashsalt": "memsr-bench"}):
+        for suffix, metadata in ((".png", {"Software": None}), (".svg", {"Date": None})):
+            path = stem.with_name(stem.name + suffix)
+            fig.savefig(path, dpi=150 if suffix == ".png" else None, metadata=metadata)
+            paths.append(path)
     return paths
 
 
