@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -496,7 +497,7 @@ def build_table(
     if reference_dir is None:
         notes.append("Published columns empty: no published tables found (../shared/reference or --reference).")
     else:
-        notes.append(f"Published: {spec.source} ({reference_dir}); diff = measured - published.")
+        notes.append(f"Published: {spec.source} ({os.path.relpath(reference_dir)}); diff = measured - published.")
 
     if spec.datasets:
         scales = sorted({int(s) for s in eff["scale"]}) or [2, 3, 4]
