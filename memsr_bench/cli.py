@@ -240,6 +240,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         entry = f"- [{extra.relative_to(out)}]({extra.relative_to(out)})"
         if entry not in sections.get("Quality", []):
             sections.setdefault("Quality", []).append(entry)
+    tables = sorted(out.glob("tables/*.md"))  # written by `memsr-bench table PRESET --out reports/tables/PRESET`
+    if tables:
+        sections["Paper tables"] = [f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in tables]
     notes = [name for name in ("zoo_verification.md", "benchmarks.md") if (out / name).is_file()]
     if notes:
         sections["Notes"] = [f"- [{name}]({name})" for name in notes]
