@@ -83,9 +83,10 @@ def efficiency_table(
     """One row per cell (counts + predicted peak), measured or read from the store; skipped cells listed."""
     rows, skipped = [], []
     for cell in tqdm(cells, desc="efficiency", unit="cell", disable=None if progress is None else not progress):
-        if _macs_estimate(cell) > MAX_MACS_ESTIMATE:
+        macs_estimate = _macs_estimate(cell)
+        if macs_estimate > MAX_MACS_ESTIMATE:
             skipped.append(
-                f"{cell.model} x{cell.scale} ({cell.preset}): about {_macs_estimate(cell) / 1e12:.0f} T MACs, "
+                f"{cell.model} x{cell.scale} ({cell.preset}): about {macs_estimate / 1e12:.0f} T MACs, "
                 "too slow for the default CPU report"
             )
             continue
