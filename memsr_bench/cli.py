@@ -111,6 +111,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         input_channels(model),
         warmup=args.warmup,
         repeats=args.repeats,
+        protocol=args.protocol,
+        channels_last=args.channels_last,
+        threads=args.threads,
     )
     if args.json:
         print(json.dumps(result, indent=2))
@@ -345,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--weights", help="checkpoint file or weights directory (efficiency does not need one)")
     pr.add_argument("--warmup", type=int, default=3, help="untimed passes before timing")
     pr.add_argument("--repeats", type=int, default=10, help="timed passes (median and IQR reported)")
+    pr.add_argument(
+        "--protocol",
+        choices=["default", "ntire2022"],
+        default="default",
+        help="runtime protocol: default (warm-up, median) or ntire2022 (no warm-up, mean)",
+    )
+    pr.add_argument("--channels-last", action="store_true", help="time with channels_last memory format")
+    pr.add_argument("--threads", type=int, help="torch threads while timing (default: torch's)")
     pr.add_argument("--json", action="store_true", help="print one JSON object")
     pr.set_defaults(run=_cmd_profile)
 

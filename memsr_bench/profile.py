@@ -40,9 +40,7 @@ def lr_size_for(
         return input_size
     if output_size:
         if output_size[0] % scale or output_size[1] % scale:
-            raise MemsrInputError(
-                "--output", f"{output_size[0]}x{output_size[1]} is not divisible by x{scale}"
-            )
+            raise MemsrInputError("--output", f"{output_size[0]}x{output_size[1]} is not divisible by x{scale}")
         return output_size[0] // scale, output_size[1] // scale
     if preset:
         return get_preset(preset).lr_shape(scale)
@@ -60,8 +58,14 @@ def profile_model(
     warmup: int = 3,
     repeats: int = 10,
     runtime: bool = True,
+    protocol: str = "default",
+    channels_last: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Counters (by ``preset``'s convention), runtime, measured and predicted peak memory."""
+    """Counters (by ``preset``'s convention), runtime, measured and predicted peak memory.
+
+    ``protocol="ntire2022"`` times as the NTIRE 2022 challenge did (no warm-up, the mean).
+    """
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MemsrInputError("--device", "CUDA is not available on this machine")
     input_shape = (1, channels, *lr_size)
@@ -69,7 +73,18 @@ def profile_model(
     predicted = predict_peak_memory(model, input_shape)
     x = torch.rand(input_shape, generator=torch.Generator().manual_seed(0))
     measured = measure_peak_memory(model, x, device=device)
-    timing = measure_runtime(model, x, device=device, warmup=warmup, repeats=repeats) if runtime else None
+    timing = None
+    if runtime:
+        timing = measure_runtime(
+            model,
+            x,
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+            threads=threads,
+            channels_last=channels_last,
+            protocol=protocol,
+        )
     return {
         "model": name,
         "scale": scale,
@@ -99,8 +114,9 @@ def profile_model(
             "counts": counts.convention,
             "runtime": None
             if timing is None
-            else f"{timing.protocol}: median of {repeats} passes after {warmup} warm-up, inference_mode, "
-            f"batch 1, float32, {timing.threads} threads",
+            else f"{timing.protocol}: {'mean' if timing.protocol == 'ntire2022' else 'median'} of {repeats} passes "
+            f"after {timing.warmup} warm-up, inference_mode, batch 1, float32, {timing.threads} threads"
+            f"{', channels_last' if timing.channels_last else ''}",
             "peak_measured": measured.method,
             "peak_predicted": f"live tensor storage from the traced graph ({predicted.lifetimes} frees)",
         },

@@ -40,6 +40,28 @@ def test_profile_json(capsys):
     assert result["unsupported_ops"] == {}
 
 
+def test_profile_ntire_runtime_protocol(capsys):
+    argv = [
+        "profile",
+        "fsrcnn",
+        "--scale",
+        "2",
+        "--input",
+        "12x12",
+        "--protocol",
+        "ntire2022",
+        "--repeats",
+        "2",
+        "--threads",
+        "1",
+        "--channels-last",
+        "--json",
+    ]
+    assert main(argv) == 0
+    runtime = json.loads(capsys.readouterr().out)["conventions"]["runtime"]
+    assert runtime.startswith("ntire2022: mean of 2 passes after 0 warm-up") and "1 threads, channels_last" in runtime
+
+
 def test_profile_preset_sets_input(capsys):
     code = main(
         ["profile", "fmen-s-deploy", "--scale", "4", "--preset", "fmen", "--repeats", "1", "--warmup", "0", "--json"]
