@@ -12,12 +12,12 @@ from torch import nn
 
 from zoo import carn, edsr, fmen, fsrcnn, imdn, latticenet, plain, rfdn, rlfn, srcnn  # noqa: F401  (registers)
 from zoo.registry import Checkpoint, ModelSpec, get_spec, names, register_model
-from zoo.upscaler import Upscaler, upscaler
+from zoo.upscaler import ModelUpscaler, upscaler
 
 __all__ = [
     "Checkpoint",
     "ModelSpec",
-    "Upscaler",
+    "ModelUpscaler",
     "create",
     "get_spec",
     "names",

@@ -17,7 +17,7 @@ from memsr_bench.data.matlab_resize import imresize
 from zoo.registry import ModelSpec
 
 
-class Upscaler:
+class ModelUpscaler:
     """Callable ``lr (uint8 RGB H x W x 3) -> sr (uint8 RGB sH x sW x 3)`` around a zoo model.
 
     Output conversion: scale to 0..255, clamp, round half to even (torch.round), uint8 — the
@@ -62,7 +62,7 @@ class Upscaler:
         return np.clip(np.round(ycbcr_to_rgb(ycbcr)), 0, 255).astype(np.uint8)
 
 
-def upscaler(model: nn.Module, device: str | torch.device = "cpu") -> Upscaler:
+def upscaler(model: nn.Module, device: str | torch.device = "cpu") -> ModelUpscaler:
     """Wrap a model made by ``zoo.create`` (it carries ``zoo_spec`` and ``scale``)."""
     spec = getattr(model, "zoo_spec", None)
     scale = getattr(model, "scale", None)
@@ -70,4 +70,4 @@ def upscaler(model: nn.Module, device: str | torch.device = "cpu") -> Upscaler:
         raise ValueError(
             "zoo.upscaler needs a model made by zoo.create (it reads model.zoo_spec and model.scale)"
         )
-    return Upscaler(model, spec, scale, device)
+    return ModelUpscaler(model, spec, scale, device)
