@@ -8,11 +8,11 @@
   the chosen residual: the SVD / least-squares algebra is right;
 - calibration patches come from a folder of real images with MATLAB-bicubic LR;
 - efficiency report: params, conv MACs scaled by area (checked against a direct count), predicted peak;
-- the channel-selection variant never needs fewer channels than the SVD and is exact through a ReLU,
-  where the SVD initialisation is not;
+- the channel-selection and hybrid variants are exact through a ReLU, where the SVD initialisation is
+  not; selection never needs fewer channels than the SVD; the hybrid output error tracks theta;
 - slow (``-m slow``, needs ../shared): with a small T91-trained teacher, a theta = 0.05 student scores
-  above bicubic on Set5 before any training with channel selection; the SVD (MemSR) initialisation
-  does not (measured and printed).
+  above bicubic on Set5 before any training with the hybrid and selection initialisations; the SVD
+  (MemSR) initialisation does not (measured and printed).
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ def test_choose_width_rule_boundary():
     assert choose_width(s, float(relative_residuals(s)[2])) == 3
 
 
-def test_theta_zero_reproduces_the_plain_model(small_plain, calib):
+@pytest.mark.parametrize("method", ["svd", "hybrid", "select"])
+def test_theta_zero_reproduces_the_plain_model(small_plain, calib, method):
     plain, report = small_plain
-    init = init_student(plain, calib, theta=0.0)
+    init = init_student(plain, calib, theta=0.0, method=method)
     assert init.widths == report.widths and init.teacher_widths == report.widths
     assert all(isinstance(c, ConstChannelConv) for c in init.student.convs)
     x = _smooth_images(2, (11, 13), seed=9)
@@ -112,18 +113,19 @@ def test_theta_zero_reproduces_the_plain_model(small_plain, calib):
         assert float(loss) <= 1e-6
 
 
-def test_smaller_theta_never_gives_fewer_channels(small_plain, calib):
+@pytest.mark.parametrize("method", ["svd", "hybrid", "select"])
+def test_smaller_theta_never_gives_fewer_channels(small_plain, calib, method):
     plain, report = small_plain
     previous = None
     for theta in (0.5, 0.3, 0.1, 0.05, 0.02, 0.01, 0.001, 0.0):
-        widths = init_student(plain, calib, theta=theta).widths
+        widths = init_student(plain, calib, theta=theta, method=method).widths
         assert widths[-1] == report.widths[-1]  # the last body layer keeps its width
         assert all(1 <= w <= c for w, c in zip(widths, report.widths, strict=True))
         if previous is not None:
             assert all(w >= p for w, p in zip(widths, previous, strict=True)), (theta, widths, previous)
         previous = widths
     assert previous == report.widths
-    assert init_student(plain, calib, theta=0.5).widths != report.widths  # the rule does compress
+    assert init_student(plain, calib, theta=0.5, method=method).widths != report.widths  # the rule does compress
 
 
 @pytest.mark.parametrize("theta", [0.0, 0.02, 0.1, 0.3])
@@ -151,8 +153,9 @@ def test_selection_is_exact_through_relu_and_svd_is_not():
     plain, _ = plainify(teacher)
     x = _smooth_images(4, (16, 16), seed=3)
     errors = {}
-    for method in ("select", "svd"):
-        init = init_student(plain, x, fix_r=4, method=method, max_pixels=10**9)
+    for method in ("select", "svd", "hybrid"):
+        kwargs = {"theta": 1e-4} if method == "hybrid" else {"fix_r": 4}
+        init = init_student(plain, x, method=method, max_pixels=10**9, **kwargs)
         with torch.no_grad():
             fs, _ = forward_features(init.student, x)
             ft, _ = forward_features(plain, x)
@@ -162,6 +165,26 @@ def test_selection_is_exact_through_relu_and_svd_is_not():
     assert sel_info["residual"] < 1e-6 and sel_err < 1e-5  # 4 channels explain the scaled copies exactly
     svd_err, svd_info = errors["svd"]
     assert svd_info["residual"] < 1e-6 and svd_err > 0.01  # same subspace, but the ReLU acts on rotated features
+    hybrid_err, hybrid_info = errors["hybrid"]
+    assert hybrid_info["width"] == 4 and hybrid_err < 1e-5  # linear channels rotated, rectified ones selected
+
+
+def test_hybrid_tracks_theta_where_the_svd_init_does_not(small_plain, calib):
+    """Whole network, random-weight EDSR teacher, unseen images: the hybrid student's output error
+    shrinks with theta; the SVD (MemSR) student's stays near 20 % whatever theta (the ReLU layers)."""
+    plain, _ = small_plain
+    x = _smooth_images(2, (17, 15), seed=5)
+    with torch.no_grad():
+        ref = plain(x)
+        scale = float((ref - ref.mean()).norm())
+        for theta in (0.01, 0.05, 0.1):
+            err = {}
+            for method in ("svd", "hybrid"):
+                init = init_student(plain, calib, theta=theta, method=method, max_pixels=10**9)
+                err[method] = float((init.student(x) - ref).norm()) / scale
+                assert all(r["residual"] < theta or r["width"] == r["teacher_width"] for r in init.layers)
+            assert err["hybrid"] < 2 * theta + 0.01, (theta, err)
+            assert err["svd"] > 0.15, (theta, err)
 
 
 def test_fix_r(small_plain, calib):
@@ -212,6 +235,10 @@ def test_bad_arguments(small_plain, calib):
         init_student(plain, calib, theta=1.5)
     with pytest.raises(MemsrInputError, match="fix-r"):
         init_student(plain, calib, fix_r=0)
+    with pytest.raises(MemsrInputError, match="hybrid"):
+        init_student(plain, calib, fix_r=4, method="hybrid")
+    with pytest.raises(MemsrInputError, match="decomposition"):
+        init_student(plain, calib, theta=0.1, method="nmf")
     with pytest.raises(MemsrInputError, match="PlainSR"):
         init_student(_teacher(), calib)  # stage 2 needs the plain model, not the teacher
 
@@ -266,9 +293,8 @@ def test_efficiency_report(small_plain, calib):
 @pytest.mark.shared
 def test_memsr_init_student_vs_bicubic_on_set5():
     """A 2x16 EDSR-style teacher trained 800 steps on T91 (cached in the temp folder), then stage 2 at
-    theta = 0.05 and no training. Measured (CPU): bicubic 33.673, teacher 34.728, channel-selection init
-    34.261 (widths [13, 26, 20, 33, 24, 16]), MemSR SVD init 26.7 (widths [11, 21, 17, 28, 20, 16]):
-    the SVD initialisation is a starting point for training, not a usable model (see student_init).
+    theta = 0.05 and no training. The hybrid and selection students score above bicubic on Set5; the
+    SVD (MemSR) student does not (its ReLU layers, see student_init), but stays a plausible image.
     About 10 min on 2 shared CPU cores the first time, seconds afterwards."""
     from memsr_bench.data.datasets import discover_test_set
     from memsr_bench.evaluate import evaluate
@@ -290,11 +316,11 @@ def test_memsr_init_student_vs_bicubic_on_set5():
     plain, _ = plainify(teacher)
     calib = calibration_batch(t91, 2, n=16, patch_size=48)
     psnr = {}
-    for method in ("select", "svd"):
+    for method in ("hybrid", "select", "svd"):
         init = init_student(plain, calib, theta=0.05, method=method)
         psnr[method] = evaluate_model(init.student, set5, 2)[0]
         assert sum(init.widths) < sum(plain.widths)
     print(f"Set5 x2: bicubic {bicubic:.3f}, teacher {teacher_psnr:.3f}, init (no training): {psnr}")
     assert teacher_psnr > bicubic + 0.5
-    assert psnr["select"] > bicubic
-    assert 15 < psnr["svd"] < teacher_psnr
+    assert psnr["hybrid"] > bicubic and psnr["select"] > bicubic
+    assert 15 < psnr["svd"] < bicubic

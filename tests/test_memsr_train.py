@@ -383,15 +383,19 @@ def test_reproduction_runs_end_to_end_on_tiny_data(data, tmp_path):
         calib_patch=12,
         sets=("SetA",),
         val_set="SetA",
+        sweep_thetas=(0.2, 0.1),
         smoke=True,
     )
     results = rp.run(plan, progress=False)
     names = [r["model"] for r in results["rows"]]
-    trained = ["student-random-l1", "memsr-init", "memsr-init-l1", "memsr-init-kd", "select-init"]
-    assert names == ["bicubic", "teacher", "plain", *trained]
+    assert names == ["bicubic", "teacher", "plain", *(name for name, *_ in rp.STUDENT_RUNS)]
     rows = {r["model"]: r for r in results["rows"]}
     assert rows["plain"]["SetA_psnr"] == pytest.approx(rows["teacher"]["SetA_psnr"], abs=1e-3)
-    assert rows["memsr-init"]["params"] == rows["memsr-init-kd"]["params"] == rows["student-random-l1"]["params"]
+    same_arch = ("memsr-init", "memsr-init-l1", "memsr-init-kd", "student-random-l1", "student-random-kd")
+    assert len({rows[n]["params"] for n in same_arch}) == 1
+    assert rows["hybrid-init"]["params"] == rows["hybrid-init-kd"]["params"]
+    assert [r["theta"] for r in results["init_sweep"]] == [0.2, 0.2, 0.2, 0.1, 0.1, 0.1]
+    assert sorted(rp.ordering(results["rows"], "SetA")) == sorted(rp.PAPER_ORDER)
     for f in ("reproduction.md", "results.csv", "results.json", "training_curves.png"):
         assert (tmp_path / "report" / f).stat().st_size > 0
     assert "SMOKE" in (tmp_path / "report" / "reproduction.md").read_text()

@@ -327,10 +327,11 @@ def _add_width_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--decomposition",
-        choices=("svd", "select"),
+        choices=("svd", "hybrid", "select"),
         default="svd",
-        help="svd: MemSR (rotated features; the ReLU layers are only approximated until trained); select: keep "
-        "actual teacher channels chosen greedily (exact through the ReLUs, a few more channels; not in MemSR)",
+        help="svd: MemSR (rotated features; its ReLU layers are only approximated until trained); hybrid: SVD on "
+        "the channels a ReLU leaves unchanged, greedy selection of the rest (above bicubic before training; not in "
+        "MemSR); select: keep actual teacher channels chosen greedily (not in MemSR)",
     )
 
 

@@ -56,8 +56,8 @@ class Plan:
     n_resblocks: int = 4
     n_feats: int = 32
     theta: float = 0.05
-    epochs: int = 12
-    steps_per_epoch: int = 100
+    epochs: int = 15
+    steps_per_epoch: int = 200
     batch_size: int = 16
     patch_size: int = 32
     teacher_lr: float = 5e-4
@@ -68,6 +68,7 @@ class Plan:
     n_calib: int = 16
     calib_patch: int = 48
     sets: tuple[str, ...] = ("Set5", "Set14", "BSD100")
+    sweep_thetas: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01, 0.001)
     val_set: str = "Set5"
     seed: int = 0
     device: str = "cpu"
@@ -79,16 +80,23 @@ class Plan:
         return self.epochs * self.steps_per_epoch
 
 
-SMOKE = {"epochs": 2, "steps_per_epoch": 3, "sets": ("Set5",)}
+SMOKE = {"epochs": 2, "steps_per_epoch": 3, "sets": ("Set5",), "sweep_thetas": (0.2, 0.05)}
 
-TRAINED = ("teacher", "student-random-l1", "memsr-init-l1", "memsr-init-kd")
 STUDENT_RUNS = (
-    # name, init, distill, label
+    # name, init, distill (None: no training), label
     ("student-random-l1", "random", False, "student, random init + L1 (direct training)"),
-    ("memsr-init", "memsr", None, "student, MemSR init, no training"),
-    ("memsr-init-l1", "memsr", False, "student, MemSR init + L1"),
-    ("memsr-init-kd", "memsr", True, "student, MemSR init + KD (bridges)"),
+    ("student-random-kd", "random", True, "student, random init + KD (random bridges)"),
+    ("memsr-init", "svd", None, "student, MemSR init, no training"),
+    ("memsr-init-l1", "svd", False, "student, MemSR init + L1"),
+    ("memsr-init-kd", "svd", True, "student, MemSR init + KD (SVD bridges)"),
+    ("hybrid-init", "hybrid", None, "hybrid student (not MemSR), init, no training"),
+    ("hybrid-init-l1", "hybrid", False, "hybrid student (not MemSR), init + L1"),
+    ("hybrid-init-kd", "hybrid", True, "hybrid student (not MemSR), init + KD"),
+    ("select-init", "select", None, "selection student (not MemSR), init, no training"),
 )
+TRAINED = ("teacher", *(name for name, _, distill, _ in STUDENT_RUNS if distill is not None))
+# The paper's ordering (MemSR's ablation, after training), best first.
+PAPER_ORDER = ("memsr-init-kd", "memsr-init-l1", "student-random-kd", "student-random-l1")
 
 
 def _train_config(plan: Plan, lr: float, distill: bool):
@@ -130,7 +138,7 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
     """Run (or resume) the plan; write the report files; return the results."""
     from memsr_bench.memsr.data import calibration_batch, load_training_images
     from memsr_bench.memsr.plainify import max_abs_diff, plainify
-    from memsr_bench.memsr.student_init import efficiency, init_student, random_student
+    from memsr_bench.memsr.student_init import efficiency, init_student, random_bridges, random_student
     from memsr_bench.memsr.train import evaluate_model, train
     from memsr_bench.upscalers import BicubicUpscaler
     from zoo.edsr import EDSR
@@ -171,28 +179,29 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
     calib = calibration_batch(
         None, plan.scale, n=plan.n_calib, patch_size=plan.calib_patch, seed=plan.seed, images=images
     )
-    init = init_student(plain, calib, theta=plan.theta, seed=plan.seed, calibration=f"{plan.n_calib} T91 patches")
-    select = init_student(
-        plain,
-        calib,
-        theta=plan.theta,
-        method="select",
-        seed=plan.seed,
-        calibration=f"{plan.n_calib} T91 patches",
-    )
+    inits = {
+        method: init_student(
+            plain, calib, theta=plan.theta, method=method, seed=plan.seed, calibration=f"{plan.n_calib} T91 patches"
+        )
+        for method in ("svd", "hybrid", "select")
+    }
     timings["init"] = {"seconds": time.perf_counter() - t0}
 
     # 4. students
     models: dict[str, nn.Module] = {"teacher": teacher, "plain": plain}
+    arch_of: dict[str, str] = {"teacher": "teacher", "plain": "plain"}
     for name, how, distill, label in STUDENT_RUNS:
+        init = inits["svd" if how == "random" else how]
+        arch_of[name] = init.method
         if distill is None:
             models[name] = init.student
             runs[name] = {"label": label, "history": []}
             continue
-        if how == "memsr":
-            student, bridges = copy.deepcopy(init.student), copy.deepcopy(init.bridges)
+        if how == "random":
+            student = random_student(plain, init.widths, seed=plan.seed)
+            bridges = random_bridges(init.widths, init.teacher_widths, seed=plan.seed)
         else:
-            student, bridges = random_student(plain, init.widths, seed=plan.seed), None
+            student, bridges = copy.deepcopy(init.student), copy.deepcopy(init.bridges)
         res = train(
             student,
             _train_config(plan, plan.student_lr, distill),
@@ -208,10 +217,27 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
         runs[name] = {"label": label, "history": res.history}
         timings[name] = {"seconds": res.seconds, "steps": res.steps_run}
 
-    models["select-init"] = select.student
-    runs["select-init"] = {"label": "student, channel-selection init (not MemSR), no training", "history": []}
+    # 5. initialisation alone across theta (Set5, no training): widths and quality per method
+    t0 = time.perf_counter()
+    init_sweep = []
+    for theta in plan.sweep_thetas:
+        for method in ("svd", "hybrid", "select"):
+            swept = inits[method] if theta == plan.theta else init_student(plain, calib, theta=theta, method=method)
+            psnr, ssim = evaluate_model(swept.student, Path(plan.data_root) / plan.val_set, plan.scale, plan.device)
+            init_sweep.append(
+                {
+                    "theta": theta,
+                    "method": method,
+                    "widths": swept.widths_text,
+                    "total_width": sum(swept.widths),
+                    "params": sum(p.numel() for p in swept.student.parameters()),
+                    f"{plan.val_set}_psnr": psnr,
+                    f"{plan.val_set}_ssim": ssim,
+                }
+            )
+    timings["init sweep"] = {"seconds": time.perf_counter() - t0}
 
-    # 5. evaluation + efficiency
+    # 6. evaluation + efficiency
     t0 = time.perf_counter()
     rows = []
     bicubic = {}
@@ -240,7 +266,7 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
         for s in plan.sets:
             psnr, ssim = evaluate_model(model, Path(plan.data_root) / s, plan.scale, plan.device, name)
             row[f"{s}_psnr"], row[f"{s}_ssim"] = psnr, ssim
-        arch_key = {"teacher": "teacher", "plain": "plain", "select-init": "select"}.get(name, "student")
+        arch_key = arch_of[name]
         if arch_key not in effs:
             t_eff = time.perf_counter()
             effs[arch_key] = efficiency(model, plan.scale)
@@ -260,10 +286,10 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
     results = {
         "plan": {k: v for k, v in asdict(plan).items() if k != "timings"},
         "plain": preport.as_dict(),
-        "student": init.as_dict(),
-        "select_student": select.as_dict(),
+        "students": {method: init.as_dict() for method, init in inits.items()},
         "efficiency_convention": next(iter(effs.values()))["convention"],
         "rows": rows,
+        "init_sweep": init_sweep,
         "runs": runs,
         "timings": timings,
         "torch_threads": torch.get_num_threads(),
@@ -282,6 +308,63 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def ordering(rows: list[dict[str, Any]], set_name: str) -> list[str]:
+    """The runs of :data:`PAPER_ORDER` sorted by ``set_name`` PSNR, best first."""
+    psnr = {r["model"]: r[f"{set_name}_psnr"] for r in rows if r["model"] in PAPER_ORDER}
+    return sorted(psnr, key=lambda name: -psnr[name])
+
+
+def _ordering_lines(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
+    short = {
+        "memsr-init-kd": "MemSR init + KD",
+        "memsr-init-l1": "MemSR init",
+        "student-random-kd": "KD",
+        "student-random-l1": "direct",
+    }
+    by = {r["model"]: r for r in rows}
+    lines = ["Paper (after training): " + " > ".join(short[n] for n in PAPER_ORDER) + ".", ""]
+    for s in sets:
+        order = ordering(rows, s)
+        text = " > ".join(f"{short[n]} {by[n][f'{s}_psnr']:.3f}" for n in order)
+        verdict = "agrees" if tuple(order) == PAPER_ORDER else "differs"
+        lines.append(f"- {s}: {text} dB: {verdict}.")
+    return lines
+
+
+def _init_lines(results: dict[str, Any]) -> list[str]:
+    plan = results["plan"]
+    val = plan["val_set"]
+    by = {r["model"]: r for r in results["rows"]}
+    bic = by["bicubic"][f"{val}_psnr"]
+    sweep = results["init_sweep"]
+    svd = [r for r in sweep if r["method"] == "svd"]
+    lo, hi = min(r[f"{val}_psnr"] for r in svd), max(r[f"{val}_psnr"] for r in svd)
+    lines = [
+        f"Before any training, on {val} (bicubic {bic:.2f} dB, teacher {by['teacher'][f'{val}_psnr']:.2f} dB): "
+        f"MemSR init {by['memsr-init'][f'{val}_psnr']:.2f} dB, hybrid init {by['hybrid-init'][f'{val}_psnr']:.2f} "
+        f"dB, selection init {by['select-init'][f'{val}_psnr']:.2f} dB at theta = {plan['theta']:g}.",
+        "",
+        f"MemSR's SVD initialisation (as in the paper and in wukailu/MemSR's `rank_estimate` + `init_student`) "
+        f"stays at {lo:.2f}..{hi:.2f} dB for every theta from {max(plan['sweep_thetas']):g} down to "
+        f"{min(plan['sweep_thetas']):g} (table below), so its error is not the low-rank residual that theta "
+        "controls. It is the ReLU: a student ReLU layer computes relu(U_r^T (P - b)) from the teacher's "
+        "pre-activation P, while its bridge expects U_r^T (relu(P) - b). A rotation does not commute with a "
+        "ReLU, and MemSR's non-negativity shift (3 x |mean of the negative part|) keeps the student's ReLU "
+        "mostly inactive, so each ReLU layer of the student passes the teacher's negative pre-activations that "
+        "the teacher clipped. The identity layers are exact low-rank factorisations. MemSR's init is therefore "
+        "a starting point for training, not a model that works on its own, on this teacher.",
+        "",
+        "The hybrid initialisation (ours, not MemSR) keeps MemSR's SVD wherever it is exact and avoids the "
+        "ReLU problem: in each layer, the channels on which the activation is the identity for every "
+        "calibration pixel (all channels of an identity layer; the carried skips, +1000, of a ReLU layer) are "
+        "compressed by the SVD with a shift that makes every component non-negative on the calibration data, "
+        "and the rectified channels are kept as actual teacher channels chosen greedily (pivoted Cholesky), "
+        "reconstructed by least squares. Both groups use the same relative-residual rule, so the layer's "
+        "residual is below theta too. The selection init applies the greedy selection to every channel.",
+    ]
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     import pandas as pd
 
@@ -292,45 +375,65 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
 
-    head = ["model", "params", "conv MACs (G)", "pred. peak (MiB)"]
+    head = ["model", "params", "conv MACs (G)", "pred. peak (MiB)", "train steps"]
     head += [f"{s} PSNR / SSIM" for s in sets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [
-            r["label"],
-            _fmt(r.get("params")),
-            _fmt(r.get("conv_macs_G")),
-            _fmt(r.get("peak_MiB"), 1),
-        ]
+        cells = [r["label"], _fmt(r.get("params")), _fmt(r.get("conv_macs_G")), _fmt(r.get("peak_MiB"), 1)]
+        cells.append(_fmt(r.get("train_steps")))
         cells += [f"{r[f'{s}_psnr']:.2f} / {r[f'{s}_ssim']:.4f}" for s in sets]
         lines.append("| " + " | ".join(cells) + " |")
+    val = plan["val_set"]
+    sweep_lines = [
+        f"| theta | method | widths | params | {val} PSNR / SSIM |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['theta']:g} | {r['method']} | {r['widths']} | {r['params']:,} | "
+            f"{r[f'{val}_psnr']:.2f} / {r[f'{val}_ssim']:.4f} |"
+            for r in results["init_sweep"]
+        ),
+    ]
     t = results["timings"]
     timing_lines = [
         f"- {k}: {v['seconds']:.0f} s" + (f" ({v['steps']} steps run)" if "steps" in v else "") for k, v in t.items()
     ]
-    student = results["student"]
+    students = results["students"]
     plain = results["plain"]
     md = [
         f"# MemSR, scaled down: T91, x{plan['scale']}, EDSR-style {plan['n_resblocks']}x{plan['n_feats']} teacher"
         + (" (SMOKE RUN: a few steps, numbers meaningless)" if plan["smoke"] else ""),
         "",
+        "Regenerate: `python -m memsr_bench.memsr.reproduce` (one command; resumes from its checkpoints in "
+        f"`results/memsr-reproduce`). This run took {t['total']['seconds'] / 60:.0f} min on "
+        f"{results['torch_threads']} CPU threads; the plan is sized to stay within about 2 hours on 2 cores.",
+        "",
         f"Every trained model: {plan['epochs']} epochs x {plan['steps_per_epoch']} steps of {plan['batch_size']} LR "
         f"patches {plan['patch_size']}x{plan['patch_size']} (HR x{plan['scale']}) from T91 (LR by MATLAB bicubic, "
         f"flips/rotations), Adam, {plan['schedule']} schedule, peak lr {plan['teacher_lr']:g} (teacher) / "
         f"{plan['student_lr']:g} (students), L1 on 0..255; KD: lambda = {plan['distill_coe']:g} * "
-        f"{plan['distill_alpha']:g}^(epoch/epochs). Seed {plan['seed']}, device {plan['device']}, "
-        f"{results['torch_threads']} threads.",
+        f"{plan['distill_alpha']:g}^(epoch/epochs) on the mean feature MSE of every layer and the output. "
+        f"Seed {plan['seed']}, device {plan['device']}.",
         "",
         f"- Plain model (stage 1): widths {plain['widths_text']}, {plain['plain_params']:,} params; "
         f"max |teacher - plain| = {plain['max_abs_diff']:.2e} on a random 37x29 image (0..255).",
-        f"- Student (stage 2, theta = {plan['theta']:g}, {student['calibration']}): widths {student['widths_text']} "
-        f"(plain widths {plain['widths_text']}); the channel-selection variant (method='select', not MemSR) "
-        f"keeps {results['select_student']['widths_text']}.",
+        f"- Students (stage 2, theta = {plan['theta']:g}, {students['svd']['calibration']}): MemSR (SVD) widths "
+        f"{students['svd']['widths_text']}; hybrid {students['hybrid']['widths_text']}; selection "
+        f"{students['select']['widths_text']}. The random-init students share the MemSR widths.",
         "",
         *lines,
         "",
         "PSNR/SSIM: Y of BT.601 (unrounded), crop = scale, SR rounded to uint8 (memsr_bench.evaluate); test LR "
         "from the sets' LR_bicubic files. Efficiency: " + results["efficiency_convention"] + ".",
+        "",
+        "## The paper's ordering",
+        "",
+        *_ordering_lines(rows, sets),
+        "",
+        "## Initialisation alone",
+        "",
+        *_init_lines(results),
+        "",
+        *sweep_lines,
         "",
         "Context, not comparable (other data, scale and test set): " + PUBLISHED_ABLATION,
         "",
@@ -390,7 +493,10 @@ def estimate_full_run(smoke: dict[str, Any], full: Plan) -> dict[str, float]:
     px_smoke = sum(_hr_pixels(Path(plan["data_root"]) / s, plan["scale"]) for s in plan["sets"])
     px_full = sum(_hr_pixels(Path(full.data_root) / s, full.scale) for s in full.sets)
     est["evaluation"] = t["evaluation"]["seconds"] * px_full / px_smoke
-    est["init + efficiency"] = t["init"]["seconds"] + t["efficiency"]["seconds"]
+    sweep_ratio = len(full.sweep_thetas) / max(len(plan["sweep_thetas"]), 1)
+    est["init, sweep, efficiency"] = (
+        t["init"]["seconds"] + t["init sweep"]["seconds"] * sweep_ratio + t["efficiency"]["seconds"]
+    )
     est["total"] = sum(est.values())
     return est
 

@@ -22,17 +22,24 @@ reused as is), as in MemSR; and a layer that keeps all its channels (``r_i = C_i
 bridge instead of a rotation, so that the student *is* the plain model when nothing is compressed
 (``theta = 0``). Student convs read the constant channel (``ConstChannelConv``), like MemSR's students.
 
-A known limit of the SVD initialisation, and a variant. A rotation does not commute with a ReLU: for a
-ReLU layer the student computes ``relu(U_r^T (P - b'))`` from the teacher's pre-activation ``P`` while
-the bridge expects ``U_r^T (relu(P) - b')``. The identity layers are exact low-rank factorisations
-(errors track theta), but the ReLU layers lose much of the teacher's non-linearity, so an SVD-initialised
-student is a starting point for training, not a usable model by itself (measured: about 26 dB on Set5 x2
-for a 34.7 dB teacher at theta = 0.05, below bicubic). ``method="select"`` (not in MemSR) keeps actual
-teacher channels instead: a greedy selection (pivoted Cholesky of ``F~ F~^T``, each time the channel
-with the most unexplained variance) with the same relative-residual rule, bridge ``M = least-squares
-reconstruction of all channels from the kept ones``. The student computes the kept channels exactly
-(the ReLU acts channel-wise), so its error is only the reconstruction residual; it needs somewhat more
-channels than the SVD for the same theta.
+A known limit of the SVD initialisation, and two variants (``method=``). A rotation does not commute
+with a ReLU: for a ReLU layer the student computes ``relu(U_r^T (P - b'))`` from the teacher's
+pre-activation ``P`` while the bridge expects ``U_r^T (relu(P) - b')``. The identity layers are exact
+low-rank factorisations (errors track theta), but the ReLU layers pass pre-activations the teacher
+clipped, whatever theta, so an SVD-initialised student is a starting point for training, not a usable
+model by itself (measured: 25-27 dB on Set5 x2 for 34.7-35.1 dB teachers, below bicubic's 33.67, at
+every theta from 0.2 to 0.001). wukailu/MemSR's ``rank_estimate`` and ``MemSR_Init.init_student`` do
+the same algebra.
+
+- ``"select"`` (not in MemSR) keeps actual teacher channels: a greedy selection (pivoted Cholesky of
+  ``F~ F~^T``, each time the channel with the most unexplained variance) with the same relative-residual
+  rule, bridge ``M`` = least-squares reconstruction of all channels from the kept ones. The ReLU acts
+  channel-wise, so the student computes the kept channels exactly and its error is the residual.
+- ``"hybrid"`` (not in MemSR) keeps MemSR's SVD wherever it is exact: the channels on which the
+  activation is the identity for every calibration pixel (all channels of an identity layer, the
+  carried skips of a ReLU layer) are rotated and truncated by the SVD, each component shifted to be
+  non-negative on the calibration pixels; the other (rectified) channels are selected as in
+  ``"select"``. Each group meets the theta rule, so the layer does too.
 """
 
 from __future__ import annotations
@@ -62,7 +69,7 @@ __all__ = [
 ]
 
 _F64 = torch.float64
-METHODS = ("svd", "select")
+METHODS = ("svd", "select", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,116 @@ def _width_from_residuals(res: Tensor, c: int, theta: float, fix_r: int | None) 
 
 
 @dataclass
+class _Decomposition:
+    """One layer's decision: student width, bridge ``F ~ bridge f + bridge_bias`` and the readout
+    (student pre-activation = ``readout (teacher pre-activation - sub)``)."""
+
+    width: int
+    bridge: Tensor
+    bridge_bias: Tensor
+    readout: Tensor
+    sub: Tensor
+    residual: float
+    kind: str
+    shift_mean: float = 0.0
+
+
+def _identity_decomposition(c: int, residual: float = 0.0) -> _Decomposition:
+    eye, zero = torch.eye(c, dtype=_F64), torch.zeros(c, dtype=_F64)
+    return _Decomposition(c, eye, zero, eye, zero, residual, "identity (all channels kept)")
+
+
+def _svd_part(centred: Tensor, theta: float, fix_r: int | None, shift: str, adjust: float):
+    """SVD of a centred group: ``(U_r, shift per component, width, residual energy)``. ``shift``:
+    ``"mean"`` is MemSR's ``adjust * |row mean of min(f, 0)|``; ``"min"`` also lifts each component to
+    be non-negative on every calibration pixel (so a following ReLU leaves it unchanged there)."""
+    u, s = _left_singular(centred)
+    r = choose_width(s, theta, fix_r)
+    u = u[:, :r].clone()
+    f = u.T @ centred
+    adj = -adjust * f.clamp(max=0).mean(dim=1)
+    if shift == "min":
+        adj = torch.maximum(adj, -f.amin(dim=1))
+    energy = float((s.to(_F64)[r:] ** 2).sum())
+    return u, adj, r, energy
+
+
+def _select_part(centred: Tensor, theta: float, fix_r: int | None):
+    """Greedy channel selection of a centred group: ``(kept indices, M with F~ ~ M F~[kept], width,
+    residual energy)``."""
+    c = centred.shape[0]
+    gram = centred @ centred.T
+    order, residuals = _greedy_channels(gram)
+    r = _width_from_residuals(residuals, c, theta, fix_r)
+    keep = torch.sort(order[:r]).values
+    ridge = 1e-12 * float(torch.trace(gram)) * torch.eye(r, dtype=_F64)
+    m = torch.linalg.solve(gram[keep][:, keep] + ridge, gram[keep]).T
+    energy = float(residuals[r]) ** 2 * float(torch.trace(gram))
+    return keep, m, r, energy
+
+
+def _decompose(
+    feat: Tensor, linear: Tensor, method: str, theta: float, fix_r: int | None, adjust: float
+) -> _Decomposition:
+    """The student width and bridge for one layer's teacher features ``feat`` (C x N, float64).
+
+    ``linear`` marks channels on which the layer's activation is the identity for every calibration
+    pixel (all channels of an identity layer; the carried skips of a ReLU layer)."""
+    c = feat.shape[0]
+    mean = feat.mean(dim=1)
+    centred = feat - mean[:, None]
+    total = float((centred**2).sum())
+    if method == "svd":  # MemSR: rotate all channels together
+        u, adj, r, energy = _svd_part(centred, theta, fix_r, "mean", adjust)
+        residual = (energy / total) ** 0.5 if total > 0 else 0.0
+        if r >= c:
+            return _identity_decomposition(c, residual)
+        b = mean - u @ adj
+        return _Decomposition(r, u, b, u.T, b, residual, "svd", float(adj.mean()))
+    if method == "select":
+        keep, m, r, energy = _select_part(centred, theta, fix_r)
+        residual = (energy / total) ** 0.5 if total > 0 else 0.0
+        if r >= c:
+            return _identity_decomposition(c, residual)
+        b = mean - m @ mean[keep]
+        readout = torch.eye(c, dtype=_F64)[keep]  # the student computes the kept teacher channels
+        return _Decomposition(r, m, b, readout, torch.zeros(c, dtype=_F64), residual, f"select {r} of {c} channels")
+    # hybrid: SVD on the linear channels (exact up to theta), selection on the rectified ones
+    lin, rect = torch.nonzero(linear).flatten(), torch.nonzero(~linear).flatten()
+    r_lin = r_rect = 0
+    energy = 0.0
+    m = torch.zeros(c, 0, dtype=_F64)
+    readout = torch.zeros(0, c, dtype=_F64)
+    b, sub, shift = mean.clone(), torch.zeros(c, dtype=_F64), 0.0
+    if lin.numel():
+        u, adj, r_lin, e = _svd_part(centred[lin], theta, None, "min", adjust)
+        energy += e
+        block = torch.zeros(c, r_lin, dtype=_F64)
+        block[lin] = u
+        m = torch.cat([m, block], dim=1)
+        rows = torch.zeros(r_lin, c, dtype=_F64)
+        rows[:, lin] = u.T
+        readout = torch.cat([readout, rows])
+        b[lin] = mean[lin] - u @ adj
+        sub[lin] = b[lin]
+        shift = float(adj.mean())
+    if rect.numel():
+        keep, m_rect, r_rect, e = _select_part(centred[rect], theta, None)
+        energy += e
+        block = torch.zeros(c, r_rect, dtype=_F64)
+        block[rect] = m_rect
+        m = torch.cat([m, block], dim=1)
+        readout = torch.cat([readout, torch.eye(c, dtype=_F64)[rect[keep]]])
+        b[rect] = mean[rect] - m_rect @ mean[rect[keep]]
+    r = r_lin + r_rect
+    residual = (energy / total) ** 0.5 if total > 0 else 0.0
+    if r >= c:
+        return _identity_decomposition(c, residual)
+    kind = f"hybrid: svd {r_lin} of {lin.numel()} linear, select {r_rect} of {rect.numel()} rectified"
+    return _Decomposition(r, m, b, readout, sub, residual, kind, shift)
+
+
+@dataclass
 class StudentInit:
     """A student initialised from a plain model, with its bridges and the per-layer decisions."""
 
@@ -319,6 +436,8 @@ def init_student(
         raise MemsrInputError("--theta", "give theta or fix_r")
     if fix_r is not None and fix_r < 1:
         raise MemsrInputError("--fix-r", f"must be a positive width, not {fix_r}")
+    if fix_r is not None and method == "hybrid":
+        raise MemsrInputError("--fix-r", "the hybrid decomposition chooses widths by theta only")
     if fix_r is None and not (0 <= theta < 1):
         raise MemsrInputError("--theta", f"must be in [0, 1), not {theta}")
     if calib_lr.dim() != 4:
@@ -344,7 +463,9 @@ def init_student(
         if model.sub_mean is not None:
             x = model.sub_mean(x)
         for i in range(n_layers):
-            x = convs[2 * i + 1](convs[2 * i](x))
+            pre = convs[2 * i](x)
+            pre_min = pre.amin(dim=(0, 2, 3)).to("cpu")
+            x = convs[2 * i + 1](pre)
             c = teacher_widths[i]
             if i == n_layers - 1:  # the last body feature keeps its width: identity bridge
                 widths.append(c)
@@ -363,44 +484,11 @@ def init_student(
                 )
                 continue
             feat = x.transpose(0, 1).reshape(c, -1)
+            linear = pre_min >= 0 if specs[i].act == "relu" else torch.ones(c, dtype=torch.bool)
             if cols is not None:
                 feat = feat[:, cols]
-            feat = feat.to(_F64)
-            mean = feat.mean(dim=1)
-            centred = feat - mean[:, None]
-            t = theta if theta is not None else 0.0
-            if method == "svd":
-                u, s = _left_singular(centred)
-                r = choose_width(s, t, fix_r)
-                res = float(relative_residuals(s)[r])
-            else:
-                order, residuals = _greedy_channels(centred @ centred.T)
-                r = _width_from_residuals(residuals, c, t, fix_r)
-                res = float(residuals[r])
-            shift = 0.0
-            if r >= c:
-                m, b, kind = (
-                    torch.eye(c, dtype=_F64),
-                    torch.zeros(c, dtype=_F64),
-                    "identity (all channels kept)",
-                )
-                readout, sub = torch.eye(c, dtype=_F64), torch.zeros(c, dtype=_F64)
-            elif method == "svd":
-                m = u[:, :r].clone()
-                f = m.T @ centred
-                adj = -adjust * f.clamp(max=0).mean(dim=1)
-                b = mean - m @ adj
-                kind, shift = "svd", float(adj.mean())
-                readout, sub = m.T, b  # least squares onto M (orthonormal columns): M^T (B - b)
-            else:
-                keep = torch.sort(order[:r]).values
-                gram = centred @ centred.T
-                ridge = 1e-12 * float(torch.trace(gram)) * torch.eye(r, dtype=_F64)
-                m = torch.linalg.solve(gram[keep][:, keep] + ridge, gram[keep]).T  # F~ ~ M F~_S
-                b = mean - m @ mean[keep]
-                kind = f"select {r} of {c} channels"
-                readout = torch.eye(c, dtype=_F64)[keep]  # the student computes the kept teacher channels
-                sub = torch.zeros(c, dtype=_F64)
+            d = _decompose(feat.to(_F64), linear, method, theta if theta is not None else 0.0, fix_r, adjust)
+            m, b, readout, sub, r = d.bridge, d.bridge_bias, d.readout, d.sub, d.width
             widths.append(r)
             bridges_m.append(m)
             bridges_b.append(b)
@@ -410,9 +498,10 @@ def init_student(
                     "index": i,
                     "teacher_width": c,
                     "width": r,
-                    "bridge": kind,
-                    "residual": res,
-                    "shift_mean": shift,
+                    "bridge": d.kind,
+                    "residual": d.residual,
+                    "shift_mean": d.shift_mean,
+                    "linear_channels": int(linear.sum()),
                     "act": specs[i].act,
                 }
             )
