@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -39,7 +38,6 @@ from zoo.plain import PlainSR
 
 __all__ = [
     "SCHEDULES",
-    "ModelUpscaler",
     "TrainConfig",
     "TrainResult",
     "evaluate_model",
@@ -131,22 +129,6 @@ class TrainConfig:
         return asdict(self)
 
 
-class ModelUpscaler:
-    """``memsr_bench`` Upscaler around an RGB 0..255 model: uint8 LR -> uint8 SR (clamped, rounded)."""
-
-    def __init__(self, model: nn.Module, scale: int, name: str = "model", device: torch.device | str = "cpu"):
-        self.model = model
-        self.scale = int(scale)
-        self.name = name
-        self.device = torch.device(device)
-
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).to(torch.float32)[None].to(self.device)
-        with torch.inference_mode():
-            out = self.model(x)[0].float().cpu()
-        return out.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
 def evaluate_model(
     model: nn.Module,
     data_dir: str | Path,
@@ -157,11 +139,15 @@ def evaluate_model(
     """Mean (PSNR, SSIM) on the test set at ``data_dir`` (Y channel, crop = scale, memsr_bench.evaluate)."""
     from memsr_bench.data.datasets import discover_test_set
     from memsr_bench.evaluate import evaluate
+    from zoo.registry import get_spec
+    from zoo.upscaler import ModelUpscaler
 
     was_training = model.training
-    model.eval()
+    spec = getattr(model, "zoo_spec", None) or get_spec("plain")  # memsr-bench models: RGB in 0..255
     try:
-        result = evaluate(ModelUpscaler(model, scale, name, device), discover_test_set(data_dir, scale), progress=False)
+        upscaler = ModelUpscaler(model, spec, scale, device)
+        upscaler.name = name
+        result = evaluate(upscaler, discover_test_set(data_dir, scale), progress=False)
     finally:
         model.train(was_training)
     return result.psnr, result.ssim
