@@ -246,6 +246,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     tables = sorted(out.glob("tables/*.md"))  # written by `memsr-bench table PRESET --out reports/tables/PRESET`
     if tables:
         sections["Paper tables"] = [f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in tables]
+    memsr = out / "memsr" / "reproduction.md"  # written by `python -m memsr_bench.memsr.reproduce`
+    if memsr.is_file():
+        sections["MemSR reproduction"] = [f"- [{memsr.relative_to(out)}]({memsr.relative_to(out)})"]
     notes = [name for name in ("zoo_verification.md", "benchmarks.md") if (out / name).is_file()]
     if notes:
         sections["Notes"] = [f"- [{name}]({name})" for name in notes]

@@ -227,7 +227,11 @@ def _report_training(args: argparse.Namespace, result, extra: dict[str, Any]) ->
     if args.json:
         _print_json(summary)
     else:
-        psnr = f", Set5-style validation PSNR {last['val_psnr']:.3f} dB" if "val_psnr" in last else ""
+        psnr = (
+            f", validation PSNR {last['val_psnr']:.3f} dB (Y, crop = scale) on {args.val_dir}"
+            if "val_psnr" in last
+            else ""
+        )
         print(f"trained {result.steps_run} steps in {result.seconds:.0f} s{psnr}; checkpoint {result.checkpoint}")
     return 0
 
