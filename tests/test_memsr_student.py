@@ -324,3 +324,24 @@ def test_memsr_init_student_vs_bicubic_on_set5():
     assert teacher_psnr > bicubic + 0.5
     assert psnr["hybrid"] > bicubic and psnr["select"] > bicubic
     assert 15 < psnr["svd"] < bicubic
+
+
+def test_random_bridges_start_at_the_teacher_means(small_plain, calib):
+    """KD without MemSR init: bridge biases at the teacher's channel means (the +1000 carried skips
+    included) make the initial feature MSE the teachers' feature variance, not ~1e6."""
+    from memsr_bench.memsr.student_init import feature_means, random_bridges, random_student
+
+    plain, report = small_plain
+    widths = [4] * (len(report.widths) - 1) + [report.widths[-1]]
+    means = feature_means(plain, calib)
+    assert [m.numel() for m in means] == report.widths and float(max(m.max() for m in means)) > 500
+    student = random_student(plain, widths, seed=0)
+    with torch.no_grad():
+        fs, out_s = forward_features(student, calib)
+        ft, out_t = forward_features(plain, calib)
+        losses = {}
+        for name, bridge_means in (("zero", None), ("mean", means)):
+            bridges = random_bridges(widths, report.widths, seed=0, teacher_means=bridge_means)
+            losses[name] = float(BridgeDistillLoss(bridges)([*fs[:-1], ft[-1], out_t], [*ft, out_t]))
+        assert torch.equal(bridges[0].bias, means[0])
+    assert losses["zero"] > 1e5 and losses["mean"] < losses["zero"] / 100, losses

@@ -61,6 +61,7 @@ __all__ = [
     "StudentInit",
     "choose_width",
     "efficiency",
+    "feature_means",
     "forward_features",
     "init_student",
     "plain_layers",
@@ -363,16 +364,38 @@ def _bridge_conv(m: Tensor, b: Tensor, dtype: torch.dtype) -> nn.Conv2d:
     return conv.to(dtype)
 
 
-def random_bridges(student_widths: list[int], teacher_widths: list[int], seed: int = 0) -> nn.ModuleList:
+def random_bridges(
+    student_widths: list[int],
+    teacher_widths: list[int],
+    seed: int = 0,
+    teacher_means: list[Tensor] | None = None,
+) -> nn.ModuleList:
     """Bridges with PyTorch's default 1x1 conv initialisation (feature distillation without MemSR init);
-    the last body layer and the output are compared directly (identity), as with the SVD bridges."""
+    the last body layer and the output are compared directly (identity), as with the SVD bridges.
+
+    ``teacher_means`` (e.g. :func:`feature_means`) sets each bridge's bias to the teacher layer's channel
+    means. Plain teachers carry skips at an offset (+1000), which a zero-mean bridge bias cannot reach
+    at Adam's step size (about lr per step), so without it the feature MSE stays near 1e5..1e6.
+    """
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
         bridges = [nn.Conv2d(s, t, 1) for s, t in zip(student_widths[:-1], teacher_widths[:-1], strict=True)]
     finally:
         torch.random.set_rng_state(gen_state)
+    if teacher_means is not None:
+        with torch.no_grad():
+            for bridge, mean in zip(bridges, teacher_means, strict=False):
+                bridge.bias.copy_(mean)
     return nn.ModuleList([*bridges, nn.Identity(), nn.Identity()])
+
+
+def feature_means(plain: PlainSR, calib_lr: Tensor) -> list[Tensor]:
+    """Channel means of every body feature of ``plain`` on the calibration images (float32)."""
+    model = copy.deepcopy(plain).to("cpu", torch.float32).eval()
+    with torch.no_grad():
+        feats, _ = forward_features(model, calib_lr.to(torch.float32))
+    return [f.mean(dim=(0, 2, 3)) for f in feats]
 
 
 def _student_like(plain: PlainSR, widths: list[int]) -> PlainSR:
