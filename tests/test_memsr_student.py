@@ -30,7 +30,7 @@ from memsr_bench.data.matlab_resize import imresize
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.memsr.data import calibration_batch, load_training_images
 from memsr_bench.memsr.distill import BridgeDistillLoss
-from memsr_bench.memsr.plainify import plainify
+from memsr_bench.memsr.plainify import max_abs_diff, plainify
 from memsr_bench.memsr.student_init import (
     choose_width,
     efficiency,
@@ -314,7 +314,10 @@ def test_memsr_init_student_vs_bicubic_on_set5():
     bicubic = evaluate(BicubicUpscaler(2), discover_test_set(set5, 2), progress=False).psnr
     teacher_psnr, _ = evaluate_model(teacher, set5, 2)
     plain, _ = plainify(teacher)
+    assert max_abs_diff(teacher, plain, size=(37, 29)) <= 1e-3  # stage 1 on a trained teacher
     calib = calibration_batch(t91, 2, n=16, patch_size=48)
+    with torch.no_grad():
+        assert float((teacher(calib) - plain(calib)).abs().max()) <= 1e-3  # and on real image patches
     psnr = {}
     for method in ("hybrid", "select", "svd"):
         init = init_student(plain, calib, theta=0.05, method=method)
