@@ -463,32 +463,42 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 
 
 def _figure(results: dict[str, Any], path: Path) -> None:
+    """Validation PSNR (full range, and zoomed on bicubic..teacher) and training L1 of every trained run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_full, ax_zoom, ax_loss) = plt.subplots(1, 3, figsize=(16, 5))
     val = results["plan"]["val_set"]
-    for run in results["runs"].values():
+    rows = {r["model"]: r for r in results["rows"]}
+    styles = {"teacher": "-", "student-random": ":", "memsr": "-", "hybrid": "--"}
+    for name, run in results["runs"].items():
         hist = run["history"]
         if not hist:
             continue
+        ls = next((v for k, v in styles.items() if name.startswith(k)), "-")
         steps = [h["step"] for h in hist]
         if "val_psnr" in hist[0]:
-            ax1.plot(steps, [h.get("val_psnr") for h in hist], marker=".", label=run["label"])
-        ax2.plot(steps, [h["l1"] for h in hist], label=run["label"])
-    rows = {r["model"]: r for r in results["rows"]}
-    if f"{val}_psnr" in rows.get("bicubic", {}):
-        ax1.axhline(rows["bicubic"][f"{val}_psnr"], color="grey", ls="--", label="bicubic")
-    if "memsr-init" in rows and f"{val}_psnr" in rows["memsr-init"]:
-        ax1.axhline(rows["memsr-init"][f"{val}_psnr"], color="black", ls=":", label="MemSR init, no training")
-    ax1.set(xlabel="step", ylabel=f"{val} PSNR (dB, Y)", title="validation")
-    ax2.set(xlabel="step", ylabel="training L1 (0..255)", title="training loss (epoch mean)", yscale="log")
-    ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+            for ax in (ax_full, ax_zoom):
+                ax.plot(steps, [h.get("val_psnr") for h in hist], ls=ls, marker=".", label=run["label"])
+        ax_loss.plot(steps, [h["l1"] for h in hist], ls=ls, label=run["label"])
+    for ax in (ax_full, ax_zoom):
+        for model, style, label in (("bicubic", "--", "bicubic"), ("memsr-init", ":", "MemSR init, no training")):
+            if f"{val}_psnr" in rows.get(model, {}):
+                ax.axhline(rows[model][f"{val}_psnr"], color="grey" if model == "bicubic" else "black", ls=style,
+                           lw=1, label=label)  # fmt: skip
+        ax.set(xlabel="step", ylabel=f"{val} PSNR (dB, Y)")
+    ax_full.set_title("validation")
+    if f"{val}_psnr" in rows.get("bicubic", {}) and f"{val}_psnr" in rows.get("teacher", {}):
+        bounds = sorted((rows["bicubic"][f"{val}_psnr"], rows["teacher"][f"{val}_psnr"]))
+        ax_zoom.set_ylim(bounds[0] - 1.0, bounds[1] + 0.3)
+    ax_zoom.set_title("validation, zoomed on bicubic .. teacher")
+    ax_loss.set(xlabel="step", ylabel="training L1 (0..255)", title="training loss (epoch mean)", yscale="log")
+    handles, labels = ax_full.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
