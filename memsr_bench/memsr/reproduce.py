@@ -9,10 +9,13 @@ The plan, with equal step budgets for every trained model (``epochs x steps_per_
 1. train the teacher: EDSR-style (``n_resblocks`` x ``n_feats``, mean shift, global skip), L1, Adam;
 2. stage 1: ``plainify`` it (checked: max |teacher - plain| on a random image);
 3. stage 2: MemSR initialisation of a plain student at ``theta`` from 16 calibration patches of T91;
-4. students of that one architecture: random init + L1 ("direct training"); MemSR init, no training;
-   MemSR init + L1; MemSR init + KD (feature distillation through the trainable SVD bridges); and, for
-   reference, the channel-selection initialisation (``method="select"``, not MemSR), no training;
-5. PSNR/SSIM (Y, crop = scale) on Set5/Set14/BSD100, params, MACs and predicted peak memory at a
+4. students of MemSR's widths: random init + L1 ("direct training"); random init + KD (bridges with
+   PyTorch's default init, as MemSR's FD_Conv1x1_MSE; and with bridge biases at the teacher's feature
+   means); MemSR init, no training; MemSR init + L1; MemSR init + KD (feature distillation through
+   the trainable SVD bridges); students of the hybrid initialisation (not MemSR; no training, + L1,
+   + KD) and of the channel selection (not MemSR; no training);
+5. the initialisation alone over a range of theta (widths, params, Set5 PSNR before training);
+6. PSNR/SSIM (Y, crop = scale) on Set5/Set14/BSD100, params, MACs and predicted peak memory at a
    1920x1080 output (MemSR's convention), written to ``reports/memsr/`` as ``reproduction.md``,
    ``results.csv``, ``results.json`` and ``training_curves.png`` (Set5 PSNR and L1 during training).
 
