@@ -411,6 +411,15 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             for r in results["init_sweep"]
         ),
     ]
+    layer_lines = [
+        "| layer | act | plain width | MemSR (SVD): width, residual | hybrid | selection |",
+        "|---|---|---|---|---|---|",
+    ]
+    per_method = [results["students"][m]["layers"] for m in ("svd", "hybrid", "select")]
+    for svd_l, hyb_l, sel_l in zip(*per_method, strict=True):
+        cells = [svd_l["index"], svd_l["act"], svd_l["teacher_width"]]
+        cells += [f"{lay['width']}, {lay['residual']:.3f}" for lay in (svd_l, hyb_l, sel_l)]
+        layer_lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     t = results["timings"]
     timing_lines = [
         f"- {k}: {v['seconds']:.0f} s" + (f" ({v['steps']} steps run)" if "steps" in v else "") for k, v in t.items()
@@ -442,6 +451,11 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         "PSNR/SSIM: Y of BT.601 (unrounded), crop = scale, SR rounded to uint8 (memsr_bench.evaluate); test LR "
         "from the sets' LR_bicubic files. Efficiency: " + results["efficiency_convention"] + ".",
+        "",
+        f"Per-layer widths at theta = {plan['theta']:g} (residual = relative residual of the layer's centred "
+        "calibration features; the last body layer keeps its width):",
+        "",
+        *layer_lines,
         "",
         "## The paper's ordering",
         "",
