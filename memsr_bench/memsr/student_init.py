@@ -37,8 +37,8 @@ the same algebra.
   channel-wise, so the student computes the kept channels exactly and its error is the residual.
 - ``"hybrid"`` (not in MemSR) keeps MemSR's SVD wherever it is exact: the channels on which the
   activation is the identity for every calibration pixel (all channels of an identity layer, the
-  carried skips of a ReLU layer) are rotated and truncated by the SVD, each component shifted to be
-  non-negative on the calibration pixels; the other (rectified) channels are selected as in
+  carried skips of a ReLU layer) are rotated and truncated by the SVD, each component shifted to stay
+  positive (its calibration minimum one calibration range above zero); the rectified channels are selected as in
   ``"select"``. Each group meets the theta rule, so the layer does too.
 """
 
@@ -232,15 +232,17 @@ def _identity_decomposition(c: int, residual: float = 0.0) -> _Decomposition:
 
 def _svd_part(centred: Tensor, theta: float, fix_r: int | None, shift: str, adjust: float):
     """SVD of a centred group: ``(U_r, shift per component, width, residual energy)``. ``shift``:
-    ``"mean"`` is MemSR's ``adjust * |row mean of min(f, 0)|``; ``"min"`` also lifts each component to
-    be non-negative on every calibration pixel (so a following ReLU leaves it unchanged there)."""
+    ``"mean"`` is MemSR's ``adjust * |row mean of min(f, 0)|``; ``"margin"`` lifts each component so
+    that its calibration minimum sits one calibration range above zero, so that a following ReLU leaves
+    it unchanged on unseen images too (with the minimum at zero, Set5 PSNR lost 0.6 dB to clipping)."""
     u, s = _left_singular(centred)
     r = choose_width(s, theta, fix_r)
     u = u[:, :r].clone()
     f = u.T @ centred
     adj = -adjust * f.clamp(max=0).mean(dim=1)
-    if shift == "min":
-        adj = torch.maximum(adj, -f.amin(dim=1))
+    if shift == "margin":
+        lo, hi = f.amin(dim=1), f.amax(dim=1)
+        adj = torch.maximum(adj, (hi - lo) - lo)
     energy = float((s.to(_F64)[r:] ** 2).sum())
     return u, adj, r, energy
 
@@ -293,7 +295,7 @@ def _decompose(
     readout = torch.zeros(0, c, dtype=_F64)
     b, sub, shift = mean.clone(), torch.zeros(c, dtype=_F64), 0.0
     if lin.numel():
-        u, adj, r_lin, e = _svd_part(centred[lin], theta, None, "min", adjust)
+        u, adj, r_lin, e = _svd_part(centred[lin], theta, None, "margin", adjust)
         energy += e
         block = torch.zeros(c, r_lin, dtype=_F64)
         block[lin] = u
