@@ -177,13 +177,13 @@ def test_hybrid_tracks_theta_where_the_svd_init_does_not(small_plain, calib):
     with torch.no_grad():
         ref = plain(x)
         scale = float((ref - ref.mean()).norm())
-        for theta in (0.01, 0.05, 0.1):
+        for theta in (0.001, 0.01, 0.05, 0.1):
             err = {}
             for method in ("svd", "hybrid"):
                 init = init_student(plain, calib, theta=theta, method=method, max_pixels=10**9)
                 err[method] = float((init.student(x) - ref).norm()) / scale
                 assert all(r["residual"] < theta or r["width"] == r["teacher_width"] for r in init.layers)
-            assert err["hybrid"] < 2 * theta + 0.01, (theta, err)
+            assert err["hybrid"] < 2 * theta + 0.001, (theta, err)  # no clipping of the shifted components
             assert err["svd"] > 0.15, (theta, err)
 
 
