@@ -401,5 +401,11 @@ def test_reproduction_runs_end_to_end_on_tiny_data(data, tmp_path):
     assert "SMOKE" in (tmp_path / "report" / "reproduction.md").read_text()
     est = rp.estimate_full_run(results, rp.Plan(data_root=plan.data_root, sets=("SetA",), val_set="SetA"))
     assert est["total"] > 0 and set(rp.TRAINED) <= set(est)
+    report_md = tmp_path / "report" / "reproduction.md"
+    before = report_md.read_text()
+    report_md.unlink()
+    assert rp.main(["--rewrite-report", "--out", str(tmp_path / "report")]) == 0
+    assert report_md.read_text() == before  # the report is a pure function of results.json
+    assert rp.main(["--rewrite-report", "--out", str(tmp_path / "nothing")]) == 2
     again = rp.run(plan, progress=False)  # resumes: every run is finished, nothing retrains
     assert all(v.get("steps", 0) == 0 for k, v in again["timings"].items() if k in rp.TRAINED)

@@ -349,6 +349,25 @@ def _ordering_lines(rows: list[dict[str, Any]], sets: list[str]) -> list[str]:
     return lines
 
 
+def _distillation_lines(results: dict[str, Any]) -> list[str]:
+    """Per KD run: how long the distillation term outweighed L1, and the feature MSE it reached."""
+    lines = [
+        "| run | epoch 1: L1, lambda x KD | epochs with lambda x KD > L1 | feature MSE: first, last epoch |",
+        "|---|---|---|---|",
+    ]
+    for run in results["runs"].values():
+        hist = run["history"]
+        if not hist or not any(h.get("lambda", 0) > 0 for h in hist):
+            continue
+        first, last = hist[0], hist[-1]
+        dominated = sum(1 for h in hist if h["lambda"] * h["kd"] > h["l1"])
+        lines.append(
+            f"| {run['label']} | {first['l1']:.2f}, {first['lambda'] * first['kd']:.3g} | {dominated} of {len(hist)} | "
+            f"{first['kd']:.4g}, {last['kd']:.4g} |"
+        )
+    return lines
+
+
 def _init_lines(results: dict[str, Any]) -> list[str]:
     plan = results["plan"]
     val = plan["val_set"]
@@ -461,6 +480,11 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "",
         *_ordering_lines(rows, sets),
         "",
+        "Distillation diagnostics (training loss terms, epoch means; L1 on 0..255, feature MSE in the plain "
+        "teacher's units, where carried skips sit at +1000):",
+        "",
+        *_distillation_lines(results),
+        "",
         "## Initialisation alone",
         "",
         *_init_lines(results),
@@ -543,6 +567,16 @@ def estimate_full_run(smoke: dict[str, Any], full: Plan) -> dict[str, float]:
     return est
 
 
+def _read_results(path: Path) -> dict[str, Any]:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise MemsrInputError(path, f"cannot read the results of a previous run ({type(err).__name__})") from None
+    if not isinstance(results, dict) or not {"plan", "rows", "runs", "timings"} <= set(results):
+        raise MemsrInputError(path, "not the results.json of a reproduction run")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m memsr_bench.memsr.reproduce",
@@ -560,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--rewrite-report",
+        action="store_true",
+        help="only rewrite the report files from the results.json already in --out (no training, no evaluation)",
+    )
     args = parser.parse_args(argv)
     full = Plan(device=args.device)
     plan = replace(full, smoke=True, **SMOKE) if args.smoke else replace(full)
@@ -574,7 +613,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.work:
         plan = replace(plan, work_dir=args.work)
     try:
-        results = run(plan, progress=not args.no_progress)
+        if args.rewrite_report:
+            results = _read_results(Path(plan.out_dir) / "results.json")
+            write_report(results, Path(plan.out_dir))
+        else:
+            results = run(plan, progress=not args.no_progress)
     except MemsrInputError as err:
         print(f"memsr-bench: error: {err}", file=sys.stderr)
         return 2
