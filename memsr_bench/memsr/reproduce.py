@@ -394,7 +394,8 @@ def _init_lines(results: dict[str, Any]) -> list[str]:
         "The hybrid initialisation (ours, not MemSR) keeps MemSR's SVD wherever it is exact and avoids the "
         "ReLU problem: in each layer, the channels on which the activation is the identity for every "
         "calibration pixel (all channels of an identity layer; the carried skips, +1000, of a ReLU layer) are "
-        "compressed by the SVD with a shift that makes every component non-negative on the calibration data, "
+        "compressed by the SVD, each component shifted so that its calibration minimum sits one calibration range "
+        "above zero (the student's ReLU then leaves it unchanged on unseen images too), "
         "and the rectified channels are kept as actual teacher channels chosen greedily (pivoted Cholesky), "
         "reconstructed by least squares. Both groups use the same relative-residual rule, so the layer's "
         "residual is below theta too. The selection init applies the greedy selection to every channel.",
@@ -521,21 +522,20 @@ def _figure(results: dict[str, Any], path: Path) -> None:
     val = results["plan"]["val_set"]
     rows = {r["model"]: r for r in results["rows"]}
     styles = {"teacher": "-", "student-random": ":", "memsr": "-", "hybrid": "--"}
-    for name, run in results["runs"].items():
+    colours = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # tab10 without its grey
+    trained = [(name, run) for name, run in results["runs"].items() if run["history"]]
+    for (name, run), colour in zip(trained, colours * 2, strict=False):
         hist = run["history"]
-        if not hist:
-            continue
-        ls = next((v for k, v in styles.items() if name.startswith(k)), "-")
+        style = {"ls": next((v for k, v in styles.items() if name.startswith(k)), "-"), "color": colour}
         steps = [h["step"] for h in hist]
         if "val_psnr" in hist[0]:
             for ax in (ax_full, ax_zoom):
-                ax.plot(steps, [h.get("val_psnr") for h in hist], ls=ls, marker=".", label=run["label"])
-        ax_loss.plot(steps, [h["l1"] for h in hist], ls=ls, label=run["label"])
+                ax.plot(steps, [h.get("val_psnr") for h in hist], marker=".", label=run["label"], **style)
+        ax_loss.plot(steps, [h["l1"] for h in hist], label=run["label"], **style)
     for ax in (ax_full, ax_zoom):
         for model, style, label in (("bicubic", "--", "bicubic"), ("memsr-init", ":", "MemSR init, no training")):
             if f"{val}_psnr" in rows.get(model, {}):
-                ax.axhline(rows[model][f"{val}_psnr"], color="grey" if model == "bicubic" else "black", ls=style,
-                           lw=1, label=label)  # fmt: skip
+                ax.axhline(rows[model][f"{val}_psnr"], color="black", ls=style, lw=1, label=label)
         ax.set(xlabel="step", ylabel=f"{val} PSNR (dB, Y)")
     ax_full.set_title("validation")
     if f"{val}_psnr" in rows.get("bicubic", {}) and f"{val}_psnr" in rows.get("teacher", {}):
