@@ -246,9 +246,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     tables = sorted(out.glob("tables/*.md"))  # written by `memsr-bench table PRESET --out reports/tables/PRESET`
     if tables:
         sections["Paper tables"] = [f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in tables]
-    memsr = out / "memsr" / "reproduction.md"  # written by `python -m memsr_bench.memsr.reproduce`
-    if memsr.is_file():
-        sections["MemSR reproduction"] = [f"- [{memsr.relative_to(out)}]({memsr.relative_to(out)})"]
+    # written by `python -m memsr_bench.memsr.reproduce`, and its analysis
+    memsr = [p for p in (out / "memsr" / "reproduction.md", out / "memsr" / "findings.md") if p.is_file()]
+    if memsr:
+        sections["MemSR reproduction"] = [f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in memsr]
     notes = [name for name in ("zoo_verification.md", "benchmarks.md") if (out / name).is_file()]
     if notes:
         sections["Notes"] = [f"- [{name}]({name})" for name in notes]

@@ -333,9 +333,9 @@ def _add_width_args(p: argparse.ArgumentParser) -> None:
         "--decomposition",
         choices=("svd", "hybrid", "select"),
         default="svd",
-        help="svd: MemSR (rotated features; its ReLU layers are only approximated until trained); hybrid: SVD on "
-        "the channels a ReLU leaves unchanged, greedy selection of the rest (above bicubic before training; not in "
-        "MemSR); select: keep actual teacher channels chosen greedily (not in MemSR)",
+        help="svd: MemSR (rotated features; its ReLU layers are only approximated until trained); hybrid (not in "
+        "MemSR): SVD on the channels a ReLU leaves unchanged, greedy selection of the rest, usable before training; "
+        "select (not in MemSR): keep actual teacher channels chosen greedily",
     )
 
 
