@@ -233,7 +233,11 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
     init_sweep = []
     for theta in plan.sweep_thetas:
         for method in ("svd", "hybrid", "select"):
-            swept = inits[method] if theta == plan.theta else init_student(plain, calib, theta=theta, method=method)
+            swept = (
+                inits[method]
+                if theta == plan.theta
+                else init_student(plain, calib, theta=theta, method=method, seed=plan.seed)
+            )
             psnr, ssim = evaluate_model(swept.student, Path(plan.data_root) / plan.val_set, plan.scale, plan.device)
             init_sweep.append(
                 {
