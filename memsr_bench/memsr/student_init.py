@@ -45,7 +45,7 @@ the same algebra.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -261,6 +261,11 @@ def _select_part(centred: Tensor, theta: float, fix_r: int | None):
     return keep, m, r, energy
 
 
+def _relative(energy: float, total: float) -> float:
+    """Relative residual ``sqrt(energy / total)`` (0 for an all-constant feature)."""
+    return (energy / total) ** 0.5 if total > 0 else 0.0
+
+
 def _decompose(
     feat: Tensor, linear: Tensor, method: str, theta: float, fix_r: int | None, adjust: float
 ) -> _Decomposition:
@@ -274,14 +279,14 @@ def _decompose(
     total = float((centred**2).sum())
     if method == "svd":  # MemSR: rotate all channels together
         u, adj, r, energy = _svd_part(centred, theta, fix_r, "mean", adjust)
-        residual = (energy / total) ** 0.5 if total > 0 else 0.0
+        residual = _relative(energy, total)
         if r >= c:
             return _identity_decomposition(c, residual)
         b = mean - u @ adj
         return _Decomposition(r, u, b, u.T, b, residual, "svd", float(adj.mean()))
     if method == "select":
         keep, m, r, energy = _select_part(centred, theta, fix_r)
-        residual = (energy / total) ** 0.5 if total > 0 else 0.0
+        residual = _relative(energy, total)
         if r >= c:
             return _identity_decomposition(c, residual)
         b = mean - m @ mean[keep]
@@ -315,7 +320,7 @@ def _decompose(
         readout = torch.cat([readout, torch.eye(c, dtype=_F64)[rect[keep]]])
         b[rect] = mean[rect] - m_rect @ mean[rect[keep]]
     r = r_lin + r_rect
-    residual = (energy / total) ** 0.5 if total > 0 else 0.0
+    residual = _relative(energy, total)
     if r >= c:
         return _identity_decomposition(c, residual)
     kind = f"hybrid: svd {r_lin} of {lin.numel()} linear, select {r_rect} of {rect.numel()} rectified"
@@ -478,11 +483,8 @@ def init_student(
     cols = torch.randperm(n_total, generator=gen)[: min(max_pixels, n_total)] if n_total > max_pixels else None
     n_pixels = n_total if cols is None else int(cols.numel())
 
-    bridges_m: list[Tensor] = []
-    bridges_b: list[Tensor] = []
-    readouts: list[tuple[Tensor, Tensor]] = []  # student conv = A (teacher conv on the input bridge - sub)
+    decisions: list[_Decomposition] = []
     layer_info: list[dict[str, Any]] = []
-    widths: list[int] = []
     convs = list(model.body)
     with torch.no_grad():
         if model.sub_mean is not None:
@@ -492,45 +494,20 @@ def init_student(
             pre_min = pre.amin(dim=(0, 2, 3)).to("cpu")
             x = convs[2 * i + 1](pre)
             c = teacher_widths[i]
+            info: dict[str, Any] = {"index": i, "teacher_width": c}
             if i == n_layers - 1:  # the last body feature keeps its width: identity bridge
-                widths.append(c)
-                bridges_m.append(torch.eye(c, dtype=_F64))
-                bridges_b.append(torch.zeros(c, dtype=_F64))
-                readouts.append((torch.eye(c, dtype=_F64), torch.zeros(c, dtype=_F64)))
-                layer_info.append(
-                    {
-                        "index": i,
-                        "teacher_width": c,
-                        "width": c,
-                        "bridge": "kept (last body layer)",
-                        "residual": 0.0,
-                        "act": specs[i].act,
-                    }
-                )
-                continue
-            feat = x.transpose(0, 1).reshape(c, -1)
-            linear = pre_min >= 0 if specs[i].act == "relu" else torch.ones(c, dtype=torch.bool)
-            if cols is not None:
-                feat = feat[:, cols]
-            d = _decompose(feat.to(_F64), linear, method, theta if theta is not None else 0.0, fix_r, adjust)
-            m, b, readout, sub, r = d.bridge, d.bridge_bias, d.readout, d.sub, d.width
-            widths.append(r)
-            bridges_m.append(m)
-            bridges_b.append(b)
-            readouts.append((readout, sub))
-            layer_info.append(
-                {
-                    "index": i,
-                    "teacher_width": c,
-                    "width": r,
-                    "bridge": d.kind,
-                    "residual": d.residual,
-                    "shift_mean": d.shift_mean,
-                    "linear_channels": int(linear.sum()),
-                    "act": specs[i].act,
-                }
-            )
+                d = replace(_identity_decomposition(c), kind="kept (last body layer)")
+            else:
+                feat = x.transpose(0, 1).reshape(c, -1)
+                linear = pre_min >= 0 if specs[i].act == "relu" else torch.ones(c, dtype=torch.bool)
+                if cols is not None:
+                    feat = feat[:, cols]
+                d = _decompose(feat.to(_F64), linear, method, theta if theta is not None else 0.0, fix_r, adjust)
+                info.update(shift_mean=d.shift_mean, linear_channels=int(linear.sum()))
+            decisions.append(d)
+            layer_info.append({**info, "width": d.width, "bridge": d.kind, "residual": d.residual, "act": specs[i].act})
 
+    widths = [d.width for d in decisions]
     student = _student_like(plain, widths)
     c_in = specs[0].weight.shape[1]
     in_m, in_b = torch.eye(c_in, dtype=_F64), torch.zeros(c_in, dtype=_F64)
@@ -539,12 +516,12 @@ def init_student(
             k, mid = spec.k, spec.k // 2
             w = torch.einsum("omuv,mj->ojuv", spec.weight, in_m)
             const = spec.const + torch.einsum("omuv,m->ouv", spec.weight, in_b)
-            readout, sub = readouts[i]
+            readout, sub = decisions[i].readout, decisions[i].sub
             const[:, mid, mid] -= sub
             target = torch.cat([const[:, None], w], dim=1).reshape(spec.weight.shape[0], -1)
             sol = readout @ target
             conv.weight.copy_(sol.reshape(readout.shape[0], w.shape[1] + 1, k, k).to(conv.weight.dtype))
-            in_m, in_b = bridges_m[i], bridges_b[i]
+            in_m, in_b = decisions[i].bridge, decisions[i].bridge_bias
         student.tail.load_state_dict(copy.deepcopy(plain.tail).cpu().float().state_dict())
         for name in ("sub_mean", "add_mean"):
             src = getattr(plain, name)
@@ -555,8 +532,7 @@ def init_student(
 
     student.zoo_spec = get_spec("plain")
     bridges = nn.ModuleList(
-        [_bridge_conv(m, b, torch.float32) for m, b in zip(bridges_m[:-1], bridges_b[:-1], strict=True)]
-        + [nn.Identity(), nn.Identity()]
+        [_bridge_conv(d.bridge, d.bridge_bias, torch.float32) for d in decisions[:-1]] + [nn.Identity(), nn.Identity()]
     )
     return StudentInit(
         student=student.eval(),
