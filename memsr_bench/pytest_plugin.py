@@ -4,32 +4,57 @@ A test gates a model's deterministic costs against a baseline file kept in versi
 
     def test_imdn_efficiency(memsr_gate):
         model = zoo.create("imdn", scale=4)
-        memsr_gate(model, input_shape=(1, 3, 64, 64))  # params, MACs, FLOPs, activations, convs, peak
+        memsr_gate(model, input_shape=(1, 3, 64, 64))  # the default quantities, exactly
+
+    def test_rfdn_ntire(memsr_gate):
+        # defaults + the NTIRE 2022 table's FLOPs, #Activations, #Conv at its LR 256x256 input
+        memsr_gate(zoo.create("rfdn", scale=4), preset="ntire2022")
 
     def test_rfdn_memory(memsr_gate):
-        memsr_gate(zoo.create("rfdn", scale=4), preset="ntire2022", params=True, peak_memory=0.01)
+        memsr_gate(zoo.create("rfdn", scale=4), preset="ntire2022", params=True, peak_memory_bytes_predicted=0.01)
 
-Quantities (:data:`QUANTITIES`): ``params``, ``macs``, ``flops``, ``activations``, ``convs`` (from
-:func:`memsr_bench.measure.count_efficiency`; with a ``preset`` the preset's conventions),
-``peak_memory`` (predicted peak live tensor storage, bytes, :func:`~memsr_bench.measure.memory_model.
-predict_peak_memory`, eager lifetimes), and on request ``trainable_params``, ``buffers``,
-``last_use_peak_memory`` and ``measured_peak_memory`` (the CPU measurement, which runs the model and
-moves it to the CPU). Without quantity arguments the gate checks :data:`DEFAULT_QUANTITIES`; with
-some, only those: ``True`` checks with the gate's ``rtol`` (default 0: the value must be exactly
-the baseline's), a number is that quantity's own relative tolerance. A value passes when
-``|measured - baseline| <= rtol * |baseline|``; a decrease fails too (so the baseline records the
-improvement) unless ``allow_decrease=True``.
+Every gated quantity is named for its convention (:mod:`memsr_bench.measure.quantities` defines
+them; a name never changes meaning with a preset), and all are measured through the one profile
+API, :func:`memsr_bench.measure.profile.profile`:
+
+- ``params``: parameters (shared ones once, buffers excluded); ``trainable_params``: those with
+  ``requires_grad``; ``buffers``: buffer elements; ``params_used``: parameters the forward reads;
+- ``macs``: multiply-accumulates of every convolution, linear and matmul-type op;
+  ``conv_macs``: of convolutions only (FMEN's Mult-Adds);
+- ``flops_all_ops``: FLOPs of all ops (2 per MAC, bias adds, element-wise, activation,
+  normalisation, pooling, interpolation ops);
+- ``activations``: output elements of every convolution op; ``convs``: convolution op calls;
+- ``ntire2022_flops``, ``ntire2022_activations``, ``ntire2022_convs``: the NTIRE 2022 ESR counters
+  (module hooks; the challenge's FLOPs are MACs); ``thop_0031_macs``: thop 0.0.31 MACs (MemSR's FLOPs);
+- ``peak_memory_bytes_predicted``: predicted peak live tensor storage of one forward pass (bytes,
+  eager lifetimes, no real pass); ``peak_memory_bytes_predicted_last_use``: the same with tensors
+  freed at their last use; ``peak_memory_bytes_measured``: measured on one CPU pass (runs the model
+  and moves it to the CPU).
+
+Without quantity arguments a gate checks :data:`DEFAULT_QUANTITIES` (``params``, ``macs``,
+``flops_all_ops``, ``activations``, ``convs``, ``peak_memory_bytes_predicted``), plus, with a
+``preset``, the quantities the preset's table reports (:attr:`~memsr_bench.measure.presets.Preset.reported`);
+a preset also fixes the input size. With quantity arguments, only those: ``True`` checks with the
+gate's ``rtol`` (default 0: the value must be exactly the baseline's), a number is that quantity's
+own relative tolerance. A value passes when ``|measured - baseline| <= rtol * |baseline|``; a
+decrease fails too (so the baseline records the improvement) unless ``allow_decrease=True``. The
+names before v2 (``flops``, ``peak_memory``, ``last_use_peak_memory``, ``measured_peak_memory``)
+raise a ``TypeError`` naming their replacement; runtime quantities are not gated here (see below).
 
 The baseline: a JSON file, by default ``memsr_baseline.json`` in the rootdir; the ini option
 ``memsr_baseline`` (relative to the rootdir) or the command-line option ``--memsr-baseline PATH``
 (relative to the current directory) move it. Each gate is an entry under the test's node id (plus
 ``::name`` when ``name=`` is given, or ``#2``, ``#3``, ... for further unnamed gates in one test),
-holding the values and the context (model class, input shape, preset, scale, dtype): a gate whose
-context changed fails, since its numbers are not comparable. A gate without a baseline entry fails.
+holding the ``values``, a ``quantities`` section giving each gated quantity's label (the preset's
+paper label where it reports one, else the name) and convention, and the ``context`` (model name,
+input shape, preset, scale, dtype, and the architecture fingerprint). A gate whose input shape,
+preset, scale or dtype changed fails, since its numbers are not comparable; the fingerprint is only
+reported (a refactor that keeps every gated number passes). A gate without a baseline entry fails,
+and so does every gate against a baseline file of format v1 (written before the renaming).
 
 ``pytest --memsr-update-baseline`` measures every gate that runs, passes them, and at the end of the
-session rewrites their entries (other entries are kept), deterministically (sorted keys, 2-space
-indent): review the diff and commit it. Run it without ``-n`` (pytest-xdist).
+session rewrites their entries (other v2 entries are kept; a v1 file is replaced), deterministically
+(sorted keys, 2-space indent): review the diff and commit it. Run it without ``-n`` (pytest-xdist).
 
 Runtime is not deterministic and is gated by pytest-benchmark instead: the ``memsr_benchmark``
 fixture (or :func:`benchmark_forward`) times the forward pass in pytest-benchmark's ``benchmark``
@@ -46,6 +71,7 @@ The standalone :func:`assert_efficiency` does the same check outside the plugin.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -55,33 +81,95 @@ from typing import Any
 
 import pytest
 
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.measure.quantities import QUANTITIES
+
 __all__ = [
     "DEFAULT_BASELINE",
     "DEFAULT_QUANTITIES",
-    "QUANTITIES",
+    "GATE_QUANTITIES",
+    "RENAMED",
     "Baseline",
+    "BaselineError",
     "EfficiencyGate",
     "assert_efficiency",
     "benchmark_forward",
     "check_efficiency",
+    "default_quantities",
     "measure_efficiency",
+    "quantity_labels",
 ]
 
 DEFAULT_BASELINE = "memsr_baseline.json"
-DEFAULT_QUANTITIES: tuple[str, ...] = ("params", "macs", "flops", "activations", "convs", "peak_memory")
-QUANTITIES: tuple[str, ...] = (
-    *DEFAULT_QUANTITIES,
-    "trainable_params",
-    "buffers",
-    "last_use_peak_memory",
-    "measured_peak_memory",
+DEFAULT_QUANTITIES: tuple[str, ...] = (
+    "params",
+    "macs",
+    "flops_all_ops",
+    "activations",
+    "convs",
+    "peak_memory_bytes_predicted",
 )
-_COUNTED = ("macs", "flops", "activations", "convs")
-_FORMAT = "memsr-bench efficiency baseline v1"
-_CONTEXT_FIELDS = ("input_shape", "preset", "scale", "dtype")
+#: Every quantity a gate accepts: all but runtime ones (timings are gated by pytest-benchmark).
+GATE_QUANTITIES: tuple[str, ...] = tuple(q for q, spec in QUANTITIES.items() if spec.group != "runtime")
+#: Gate keywords of baseline format v1 -> (their name now, what it counts).
+RENAMED: dict[str, tuple[str, str]] = {
+    "flops": ("flops_all_ops", "FLOPs of all ops"),
+    "peak_memory": ("peak_memory_bytes_predicted", "predicted peak live tensor storage, eager lifetimes"),
+    "last_use_peak_memory": (
+        "peak_memory_bytes_predicted_last_use",
+        "predicted peak with every tensor freed at its last use",
+    ),
+    "measured_peak_memory": ("peak_memory_bytes_measured", "measured peak of one CPU forward pass"),
+}
+_FORMAT = "memsr-bench efficiency baseline v2"
+_CONTEXT_FIELDS = ("input_shape", "preset", "scale", "dtype")  # compared; model and fingerprint are not
+
+
+class BaselineError(MemsrInputError):
+    """The baseline file cannot be used: unreadable, not a baseline, or of an older format."""
 
 
 # ----------------------------------------------------------------------------- measuring
+
+
+def _check_names(names) -> None:
+    """``TypeError`` for renamed, runtime or unknown quantity names (they are gate keywords)."""
+    renamed = [q for q in names if q in RENAMED]
+    if renamed:
+        told = "; ".join(f"{q} was renamed {RENAMED[q][0]} ({RENAMED[q][1]})" for q in renamed)
+        if "flops" in renamed:  # the old name hid which FLOPs: say where the papers' ones are now
+            told += "; a table's FLOPs are their own quantities: ntire2022_flops (NTIRE 2022), thop_0031_macs (MemSR)"
+        raise TypeError(told)
+    runtime = [q for q in names if q in QUANTITIES and q not in GATE_QUANTITIES]
+    if runtime:
+        raise TypeError(
+            f"{', '.join(runtime)} cannot be gated exactly (timings vary): use the memsr_benchmark "
+            "fixture with pytest-benchmark"
+        )
+    unknown = [q for q in names if q not in QUANTITIES]
+    if unknown:
+        raise TypeError(f"unknown quantity {', '.join(unknown)}; known: {', '.join(GATE_QUANTITIES)}")
+
+
+def default_quantities(preset: str | None = None) -> tuple[str, ...]:
+    """:data:`DEFAULT_QUANTITIES`, plus the quantities the ``preset``'s table reports."""
+    if preset is None:
+        return DEFAULT_QUANTITIES
+    from memsr_bench.measure.presets import get_preset
+
+    extra = [q for _, q in get_preset(preset).reported if q not in DEFAULT_QUANTITIES]
+    return (*DEFAULT_QUANTITIES, *dict.fromkeys(extra))
+
+
+def quantity_labels(quantities: Sequence[str], preset: str | None = None) -> dict[str, dict[str, str]]:
+    """``{quantity: {"label", "convention"}}``: the preset's paper label where it reports the
+    quantity (else the name), and the quantity's definition."""
+    labels: dict[str, str] = {}
+    if preset is not None:
+        from memsr_bench.measure.presets import get_preset
+
+        labels = {q: label for label, q in get_preset(preset).reported}
+    return {q: {"label": labels.get(q, q), "convention": QUANTITIES[q].definition} for q in quantities}
 
 
 def _model_dtype(model):
@@ -93,32 +181,9 @@ def _model_dtype(model):
     return torch.float32
 
 
-def _input_shape(model, input_shape: Sequence[int] | None, preset: str | None, scale: int | None) -> tuple[int, ...]:
-    from memsr_bench.errors import MemsrInputError
-
-    if input_shape is None:
-        if preset is None:
-            raise MemsrInputError("memsr_gate", "give input_shape or a preset")
-        from memsr_bench.measure.presets import get_preset
-
-        if scale is None and isinstance(getattr(model, "scale", None), int):
-            scale = model.scale
-        from memsr_bench.measure.counters import input_channels
-
-        input_shape = get_preset(preset).input_shape(scale, channels=input_channels(model))
-    from memsr_bench.measure.counters import normalise_input_shape
-
-    return normalise_input_shape(input_shape)
-
-
-def _model_name(model) -> str:
-    spec = getattr(model, "zoo_spec", None)
-    return getattr(spec, "name", None) or type(model).__name__
-
-
 def measure_efficiency(
     model,
-    quantities: Sequence[str] = DEFAULT_QUANTITIES,
+    quantities: Sequence[str] | None = None,
     *,
     input_shape: Sequence[int] | None = None,
     preset: str | None = None,
@@ -127,53 +192,45 @@ def measure_efficiency(
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """``(context, values)``: the gate's context and the ``quantities`` of ``model`` (integers).
 
-    Only what the quantities need runs: one trace for the counters, one fake-tensor pass for the
-    predicted peak, a real CPU pass for ``measured_peak_memory``.
+    ``quantities`` defaults to :func:`default_quantities` of ``preset``. Measured by
+    :func:`memsr_bench.measure.profile.profile`, which runs only what the quantities need; ``dtype``
+    measures a converted copy of the model.
     """
-    import torch
+    from memsr_bench.measure.profile import profile
+    from memsr_bench.model.fingerprint import architecture_fingerprint
 
-    unknown = [q for q in quantities if q not in QUANTITIES]
-    if unknown:
-        raise TypeError(f"unknown quantity {', '.join(unknown)}; known: {', '.join(QUANTITIES)}")
-    shape = _input_shape(model, input_shape, preset, scale)
-    dtype = _model_dtype(model) if dtype is None else dtype
+    quantities = default_quantities(preset) if quantities is None else tuple(quantities)
+    _check_names(quantities)
+    target = model
+    if dtype is not None and dtype != _model_dtype(model):
+        target = copy.deepcopy(model).to(dtype)  # the caller's model keeps its dtype
+    measured = profile(
+        target,
+        input_shape,
+        preset=preset,
+        scale=scale,
+        quantities=quantities,
+        device="cpu",
+        fingerprint=architecture_fingerprint(target),
+    )
     context = {
-        "model": _model_name(model),
-        "input_shape": list(shape),
+        "model": measured.model,
+        "input_shape": list(measured.input_shape),
         "preset": preset,
-        "scale": None if scale is None else int(scale),
-        "dtype": str(dtype).removeprefix("torch."),
+        "scale": measured.scale,
+        "dtype": str(_model_dtype(target)).removeprefix("torch."),
+        "fingerprint": measured.fingerprint,
     }
-    values: dict[str, int] = {}
-    wanted = set(quantities)
-    if wanted & {"params", "trainable_params", "buffers"}:
-        from memsr_bench.measure.counters import count_params
-
-        p = count_params(model)
-        values.update(params=p.params, trainable_params=p.trainable_params, buffers=p.buffers)
-    if wanted & set(_COUNTED):
-        from memsr_bench.measure.counters import count_efficiency
-
-        c = count_efficiency(model, shape, preset, scale=scale)
-        values.update(macs=c.macs, flops=c.flops, activations=c.activations, convs=c.convs)
-    if wanted & {"peak_memory", "last_use_peak_memory"}:
-        from memsr_bench.measure.memory_model import predict_peak_memory
-
-        m = predict_peak_memory(model, shape, dtype=dtype)
-        values.update(peak_memory=m.eager_peak_bytes, last_use_peak_memory=m.last_use_peak_bytes)
-    if "measured_peak_memory" in wanted:
-        from memsr_bench.measure.memory import measure_peak_memory
-
-        x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
-        values["measured_peak_memory"] = measure_peak_memory(model, x, "cpu").peak_bytes
-    return context, {q: int(values[q]) for q in quantities}
+    return context, {q: int(measured.values[q]) for q in quantities}
 
 
-def _selected(rtol: float, quantities: Mapping[str, Any]) -> dict[str, float]:
+def _selected(rtol: float, quantities: Mapping[str, Any], preset: str | None) -> dict[str, float]:
     """``{quantity: rtol}`` from the gate's quantity arguments (see the module docstring)."""
-    unknown = [q for q in quantities if q not in QUANTITIES]
-    if unknown:
-        raise TypeError(f"unknown quantity {', '.join(unknown)}; known: {', '.join(QUANTITIES)}")
+    _check_names(list(quantities))
+    if not float(rtol) >= 0:
+        raise ValueError(f"rtol must be >= 0, not {rtol!r}")
+    if not quantities:
+        return {q: float(rtol) for q in default_quantities(preset)}
     chosen = {}
     for q, spec in quantities.items():
         if spec is None or spec is False:
@@ -182,12 +239,8 @@ def _selected(rtol: float, quantities: Mapping[str, Any]) -> dict[str, float]:
         if not tol >= 0:
             raise ValueError(f"rtol of {q} must be >= 0, not {spec!r}")
         chosen[q] = tol
-    if not quantities:
-        chosen = {q: float(rtol) for q in DEFAULT_QUANTITIES}
     if not chosen:
         raise ValueError("the gate checks no quantity (every one is False/None)")
-    if not float(rtol) >= 0:
-        raise ValueError(f"rtol must be >= 0, not {rtol!r}")
     return chosen
 
 
@@ -201,24 +254,34 @@ class Baseline:
         self.path = Path(path)
         self._gates: dict[str, Any] | None = None
         self.updated: dict[str, Any] = {}
+        self.dropped = 0  # entries of an older-format file that the last save() left out
 
-    def _read(self) -> dict[str, Any]:
-        from memsr_bench.errors import MemsrInputError
-
+    def _load(self) -> tuple[Any, dict[str, Any]]:
+        """``(format, gates)`` of the file; a missing file is an empty current one."""
         if not self.path.exists():
-            return {}
+            return _FORMAT, {}
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise MemsrInputError(self.path, f"unreadable baseline file ({err})") from None
+            raise BaselineError(self.path, f"unreadable baseline file ({err})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("gates"), dict):
-            raise MemsrInputError(self.path, 'not a memsr-bench baseline (expected {"gates": {...}})')
-        return doc["gates"]
+            raise BaselineError(self.path, 'not a memsr-bench baseline (expected {"gates": {...}})')
+        return doc.get("format"), doc["gates"]
 
     @property
     def gates(self) -> dict[str, Any]:
         if self._gates is None:
-            self._gates = self._read()
+            fmt, gates = self._load()
+            if fmt != _FORMAT:
+                # v1 stored other quantity names (flops, peak_memory) and no conventions: comparing
+                # against it would fail every gate with "no baseline value"; say what to do instead.
+                found = fmt.rsplit(" ", 1)[-1] if isinstance(fmt, str) else repr(fmt)
+                raise BaselineError(
+                    self.path,
+                    f"baseline format {found}, this memsr-bench reads v2 (quantities renamed for their "
+                    f"conventions): run pytest --memsr-update-baseline, then review the diff and commit it",
+                )
+            self._gates = gates
         return self._gates
 
     def entry(self, gate_id: str) -> dict[str, Any] | None:
@@ -231,8 +294,13 @@ class Baseline:
         """Write the file: the entries read from it, with every recorded entry replaced or added.
 
         The file is re-read first (so entries written meanwhile are kept) and replaced atomically.
+        Entries of an older-format file are not kept: their quantity names mean other things.
         """
-        gates = {**self._read(), **self.updated}
+        fmt, old = self._load()
+        if fmt != _FORMAT:
+            self.dropped = len(set(old) - set(self.updated))
+            old = {}
+        gates = {**old, **self.updated}
         doc = {"format": _FORMAT, "gates": gates}
         text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,8 +333,8 @@ def check_efficiency(
     baseline_path: str | os.PathLike = DEFAULT_BASELINE,
     allow_decrease: bool = False,
 ) -> list[str]:
-    """The failures of a gate (empty when it passes), one line each, naming the quantity, the
-    baseline value, the measured value, the change and the tolerance."""
+    """The failures of a gate (empty when it passes), one line each, naming the quantity (and the
+    paper's label for it), the baseline value, the measured value, the change and the tolerance."""
     if entry is None:
         return [f"no baseline for this gate in {baseline_path}"]
     failures = []
@@ -279,10 +347,13 @@ def check_efficiency(
     if failures:
         return failures
     values = entry.get("values", {})
+    labels = quantity_labels(list(tolerances), context.get("preset"))
     for q, tol in tolerances.items():
+        label = labels[q]["label"]
+        name = q if label == q else f"{q} ({label})"
         got = measured[q]
         if q not in values:
-            failures.append(f"{q}: no baseline value (measured {_fmt(got)})")
+            failures.append(f"{name}: no baseline value (measured {_fmt(got)})")
             continue
         want = values[q]
         diff = got - want
@@ -291,7 +362,7 @@ def check_efficiency(
         rel = diff / want if want else math.inf
         allowed = "exactly" if tol == 0 else f"within ±{tol * 100:.4g} %"
         change = f"{diff:+,}, {_percent(rel)}"
-        failures.append(f"{q}: baseline {_fmt(want)}, measured {_fmt(got)} ({change}; allowed {allowed})")
+        failures.append(f"{name}: baseline {_fmt(want)}, measured {_fmt(got)} ({change}; allowed {allowed})")
     return failures
 
 
@@ -303,6 +374,9 @@ def _failure_message(gate_id, context, failures, entry, baseline_path) -> str:
     head += f", preset {context['preset']}" if context.get("preset") else ""
     lines = [head + f") failed against {baseline_path}:"]
     lines += [f"  {f}" for f in failures]
+    old_fingerprint = (entry or {}).get("context", {}).get("fingerprint")
+    if old_fingerprint and old_fingerprint != context.get("fingerprint"):
+        lines.append(f"  (architecture fingerprint: baseline {old_fingerprint}, now {context.get('fingerprint')})")
     recorded = (entry or {}).get("torch_version")
     if recorded and recorded != torch.__version__:
         lines.append(f"  (baseline recorded with torch {recorded}, running torch {torch.__version__})")
@@ -317,6 +391,7 @@ def _entry(context: Mapping[str, Any], measured: Mapping[str, int]) -> dict[str,
 
     return {
         "context": dict(context),
+        "quantities": quantity_labels(list(measured), context.get("preset")),
         "values": dict(measured),
         "torch_version": torch.__version__,
         "memsr_bench_version": __version__,
@@ -338,14 +413,14 @@ def _gate(
     quantities,
 ) -> dict[str, int]:
     __tracebackhide__ = True
-    tolerances = _selected(rtol, quantities)
+    tolerances = _selected(rtol, quantities, preset)
+    entry = None if update else baseline.entry(gate_id)  # a bad baseline file fails before measuring
     context, measured = measure_efficiency(
         model, tuple(tolerances), input_shape=input_shape, preset=preset, scale=scale, dtype=dtype
     )
     if update:
         baseline.record(gate_id, _entry(context, measured))
         return measured
-    entry = baseline.entry(gate_id)
     failures = check_efficiency(
         gate_id,
         context,
@@ -374,7 +449,8 @@ def assert_efficiency(
     allow_decrease: bool = False,
     **quantities: bool | float | None,
 ) -> dict[str, int]:
-    """Check ``model`` against the entry ``gate_id`` of ``baseline``; ``AssertionError`` if it fails.
+    """Check ``model`` against the entry ``gate_id`` of ``baseline``; ``AssertionError`` if it fails
+    (:class:`BaselineError` if the file cannot be used).
 
     ``update=True`` writes the measured values into the baseline file at once instead. Returns the
     measured values. Quantities and tolerances as in the module docstring.
@@ -437,19 +513,26 @@ class EfficiencyGate:
         """Gate ``model`` (see the module docstring); returns the measured values."""
         __tracebackhide__ = True
         gate_id = self._gate_id(name)
-        measured = _gate(
-            self.baseline,
-            gate_id,
-            self.update,
-            model,
-            input_shape=input_shape,
-            preset=preset,
-            scale=scale,
-            dtype=dtype,
-            rtol=rtol,
-            allow_decrease=allow_decrease,
-            quantities=quantities,
-        )
+        unusable = None
+        try:
+            measured = _gate(
+                self.baseline,
+                gate_id,
+                self.update,
+                model,
+                input_shape=input_shape,
+                preset=preset,
+                scale=scale,
+                dtype=dtype,
+                rtol=rtol,
+                allow_decrease=allow_decrease,
+                quantities=quantities,
+            )
+        except BaselineError as err:
+            unusable = str(err)
+        if unusable is not None:  # outside the except: no "during handling" chain in the report
+            # the file, not the test, is wrong: one line saying what to do, no plugin traceback
+            pytest.fail(unusable, pytrace=False)
         self.node.user_properties.append((f"memsr_gate {gate_id}", json.dumps(measured, sort_keys=True)))
         return measured
 
@@ -477,9 +560,10 @@ def benchmark_forward(
     """
     import torch
 
+    from memsr_bench.measure.profile import model_input_shape
     from memsr_bench.measure.runtime import device_name
 
-    shape = _input_shape(model, input_shape, None, None)
+    shape = model_input_shape(model, input_shape)
     dev = torch.device(device)
     model = model.to(dev).eval()
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(dev, _model_dtype(model))
@@ -499,7 +583,7 @@ def benchmark_forward(
 
     try:
         benchmark.extra_info.update(
-            model=_model_name(model),
+            model=getattr(getattr(model, "zoo_spec", None), "name", None) or type(model).__name__,
             input_shape=list(shape),
             device=str(dev),
             device_name=device_name(dev),
@@ -570,7 +654,9 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if state is not None and state.update:
         n = len(state.baseline.updated)
         if n:
-            terminalreporter.write_line(f"memsr: {n} gate(s) written to {state.baseline.path}")
+            dropped = state.baseline.dropped
+            note = f" (replacing an older-format file: {dropped} entr(ies) of gates not run dropped)" if dropped else ""
+            terminalreporter.write_line(f"memsr: {n} gate(s) written to {state.baseline.path}{note}")
         else:
             terminalreporter.write_line(f"memsr: no gate measured; {state.baseline.path} not written")
 

@@ -215,39 +215,61 @@ def test_missing_path(tmp_path):
 # known public file names (no ../shared needed: the name alone decides)
 
 
-def test_known_file_of_another_scale(tmp_path):
-    path = tmp_path / "IMDN_x3.pth"
-    path.write_bytes(b"not even read")
+@pytest.mark.shared
+def test_known_file_of_another_scale_is_recognised_by_content(tmp_path):
+    path = tmp_path / "mine.pth"  # a renamed public file: its name says nothing
+    path.write_bytes(require_shared("weights", "IMDN_x3.pth").read_bytes())
     model, spec = _build("imdn", 2)
     msg = str(_error(model, spec, 2, path))
-    assert "this file is the checkpoint of imdn x3, not of imdn x2; use scale=3, or IMDN_x2.pth for x2" in msg
+    assert "this file is IMDN_x3.pth, the public checkpoint of imdn x3" in msg
+    assert "not of imdn x2; use --scale 3, or IMDN_x2.pth for x2" in msg
 
 
-def test_known_file_of_another_model(tmp_path):
-    path = tmp_path / "RFDN_AIM.pth"
-    path.write_bytes(b"not even read")
+@pytest.mark.shared
+def test_known_file_of_another_model_is_recognised_by_content(tmp_path):
+    path = tmp_path / "imdn_weights.pth"
+    path.write_bytes(require_shared("weights", "RFDN_AIM.pth").read_bytes())
     model, spec = _build("imdn", 4)
     msg = str(_error(model, spec, 4, path))
-    assert "this file is the checkpoint of e-rfdn x4, not of imdn x4" in msg
+    assert "the public checkpoint of e-rfdn x4" in msg and "not of imdn x4" in msg
     assert "use model 'e-rfdn'" in msg and "IMDN_x4.pth for imdn x4" in msg
 
 
-def test_ntire_rlfn_file_given_to_the_paper_rlfn_s(tmp_path):
-    path = tmp_path / "team04_rlfn.pth"
-    path.write_bytes(b"not even read")
+@pytest.mark.shared
+def test_ntire_rlfn_file_given_to_the_paper_rlfn_s():
     model, spec = _build("rlfn-s", 4)
-    msg = str(_error(model, spec, 4, path))
+    msg = str(_error(model, spec, 4, require_shared("weights", "team04_rlfn.pth")))
     assert "checkpoint of rlfn-ntire x4" in msg and "rlfn-s x4 has no released checkpoint" in msg
+
+
+@pytest.mark.shared
+def test_renamed_public_file_loads_as_itself(tmp_path):
+    path = tmp_path / "mine.pth"
+    path.write_bytes(require_shared("weights", "IMDN_x4.pth").read_bytes())
+    model, spec = _build("imdn", 4)
+    loaded = load_checkpoint(model, spec, 4, path)
+    assert loaded.known is not None and loaded.known.filename == "IMDN_x4.pth"
+    assert loaded.sha256 == spec.checkpoint_for(4).sha256
+
+
+def test_own_file_named_like_a_public_file_of_another_model_loads(tmp_path):
+    """A user's mynet_x4.pth, or any name that a registered file of another model has, is the user's own."""
+    state = _fresh_state("fsrcnn", 4)
+    path = tmp_path / "IMDN_x4.pth"
+    torch.save(state, path)
+    model, spec = _build("fsrcnn", 4)
+    loaded = load_checkpoint(model, spec, 4, path)
+    assert loaded.known is None and loaded.sha256 == sha256_of(path) and _same(model, state)
 
 
 def test_known_file_with_wrong_bytes_fails_the_checksum(tmp_path):
     path = tmp_path / "IMDN_x2.pth"
-    torch.save(_fresh_state("imdn", 2), path)  # right name, wrong bytes
+    torch.save(_fresh_state("imdn", 2), path)  # this model's public name, other bytes
     model, spec = _build("imdn", 2)
     msg = str(_error(model, spec, 2, path))
     expected = get_spec("imdn").checkpoint_for(2).sha256
-    assert f"checksum mismatch (expected {expected}, got {sha256_of(path)})" in msg
-    assert "re-download / file corrupted" in msg
+    assert f"named as the public imdn x2 checkpoint but its sha256 {sha256_of(path)[:12]}" in msg
+    assert f"is not {expected[:12]}" in msg and "re-download / file corrupted" in msg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +362,8 @@ def test_public_file_with_a_flipped_byte(tmp_path):
     path.write_bytes(bytes(data))
     model, spec = _build("e-rfdn", 4)
     msg = str(_error(model, spec, 4, path))
-    assert "checksum mismatch (expected 11af8ec8" in msg and "re-download / file corrupted" in msg
+    assert "named as the public e-rfdn x4 checkpoint" in msg and "is not 11af8ec8" in msg
+    assert "re-download / file corrupted" in msg
 
 
 @pytest.mark.shared
@@ -369,7 +392,7 @@ def test_key_map_is_applied_to_the_known_file_and_to_a_renamed_copy(tmp_path):
 def test_public_file_of_the_wrong_scale_by_its_real_name():
     model, spec = _build("imdn", 4)
     msg = str(_error(model, spec, 4, require_shared("weights", "IMDN_x2.pth")))
-    assert "checkpoint of imdn x2, not of imdn x4; use scale=2, or IMDN_x4.pth for x4" in msg
+    assert "public checkpoint of imdn x2" in msg and "not of imdn x4; use --scale 2, or IMDN_x4.pth for x4" in msg
 
 
 @pytest.mark.shared

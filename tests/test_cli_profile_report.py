@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from memsr_bench.profile import lr_size_for, parse_size
 
 from memsr_bench.cli import main
 from memsr_bench.errors import MemsrInputError
-from memsr_bench.profile import lr_size_for, parse_size
 
 REQUIRED_KEYS = {
     "model",

@@ -274,17 +274,21 @@ def test_calibration_patches_are_real_image_crops_with_matlab_lr(tmp_path):
         calibration_batch(folder, 2, patch_size=64)
 
 
+_PEAKS = ("peak_memory_bytes_predicted", "peak_memory_bytes_predicted_last_use")
+
+
 def test_efficiency_report(small_plain, calib):
     plain, _ = small_plain
     init = init_student(plain, calib, theta=0.05)
     eff = efficiency(init.student, 2, hr_size=(64, 96), count_size=16)
     assert eff["params"] == sum(p.numel() for p in init.student.parameters())
     assert eff["lr_size"] == [32, 48]
-    from memsr_bench.measure import count_efficiency
+    from memsr_bench.measure.profile import profile
 
-    direct = count_efficiency(init.student, (1, 3, 32, 48)).trace.analysis("conv_macs").total()
-    assert eff["conv_macs"] == direct  # area scaling is exact for these models
-    assert eff["peak_bytes"] > eff["last_use_peak_bytes"] > 0
+    direct = profile(init.student, (3, 32, 48), quantities=("conv_macs", *_PEAKS))
+    assert eff["conv_macs"] == direct["conv_macs"]  # area scaling is exact for these models
+    assert all(eff[q] == direct[q] for q in _PEAKS) and eff["peak_node"] == direct.details["peak_node"]
+    assert eff["peak_memory_bytes_predicted"] > eff["peak_memory_bytes_predicted_last_use"] > 0
     smaller = init_student(plain, calib, theta=0.3)
     assert efficiency(smaller.student, 2, hr_size=(64, 96), count_size=16)["conv_macs"] < eff["conv_macs"]
 

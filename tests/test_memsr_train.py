@@ -1,12 +1,16 @@
 """MemSR training tools: schedules, distillation loss, patch sampling, the trainer (determinism,
-checkpoint + resume, validation, distillation), model files, the ``convert`` / ``train`` CLI and the
-reproduction script (end to end on tiny synthetic folders, so no ../shared is needed)."""
+checkpoint + resume, validation, distillation), model files, the ``convert`` / ``train`` CLI (teachers
+from any model reference) and the experiment scripts ``experiments/memsr_reproduce.py`` and
+``experiments/memsr_seed_repeat.py`` (end to end on tiny synthetic folders, so no ../shared is needed)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
+from memsr_bench.cli.convert import add_convert_parsers, load_teacher
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.memsr import train as tr
-from memsr_bench.memsr.cli_commands import add_convert_parsers, parse_config, parse_size
 from memsr_bench.memsr.data import PatchSampler, load_training_images
 from memsr_bench.memsr.distill import BridgeDistillLoss, kd_weight
 from memsr_bench.memsr.modelio import load_model_file, save_model_file
@@ -304,12 +308,14 @@ def test_cli_convert_plain(tmp_path, capsys):
     [
         (["convert", "plain", "no-such-model"], "no-such-model"),
         (["convert", "plain", "edsr-baseline", "--config", "n_resblocks"], "--config"),
-        (["convert", "plain", "edsr-baseline", "--config", "depth=3"], "--config"),
+        (["convert", "plain", "edsr-baseline", "--config", "depth=3"], "--config depth"),  # load_model names it
+        (["convert", "plain", "zoo.edsr:NoSuch"], "zoo.edsr:NoSuch"),
         (["convert", "plain", "edsr-baseline", "--scale", "5"], "edsr-baseline"),
         (["convert", "plain", "missing.pt"], "missing.pt"),
         (["convert", "plain", "fsrcnn"], "<model>"),
         (["convert", "plain", "edsr-baseline", "--check", "--check-size", "0x4"], "--check-size"),
         (["convert", "student", "edsr-baseline", "--config", "n_resblocks=1", "n_feats=4"], "--calib"),
+        (["convert", "student", "edsr-baseline", "--hr-size", "1080", "--calib", "x"], "--hr-size"),
     ],
 )
 def test_cli_bad_input(argv, where, capsys):
@@ -349,24 +355,60 @@ def test_cli_convert_student_and_train(data, tmp_path, capsys):
         _run(["convert", "plain", str(teacher_file), *tiny], capsys)
 
 
-def test_parse_helpers():
-    assert parse_config(["a=1", "b=0.5", "c=True", "d=relu", "e=[1, 2]"]) == {
-        "a": 1, "b": 0.5, "c": True, "d": "relu", "e": [1, 2]
-    }  # fmt: skip
-    assert parse_size("1080x1920", "--hr-size") == (1080, 1920)
-    with pytest.raises(MemsrInputError):
-        parse_config(["=3"])
-    with pytest.raises(MemsrInputError):
-        parse_size("10", "--hr-size")
+def test_teachers_from_any_model_reference(tmp_path, capsys):
+    """FILE.py:factory and package.module:factory teachers (through memsr_bench.model.load_model) build
+    the same seeded EDSR as the zoo name, read 0..255 like it, and convert."""
+    (tmp_path / "my_edsr.py").write_text(
+        "from zoo.edsr import EDSR\n\n\ndef build(scale=2, n_resblocks=1, n_feats=4):\n"
+        "    return EDSR(scale=scale, n_resblocks=n_resblocks, n_feats=n_feats)\n"
+    )
+    file_ref, tiny = f"{tmp_path / 'my_edsr.py'}:build", ["n_resblocks=1", "n_feats=4"]
+    reference = load_teacher("edsr-baseline", 3, config=tiny, seed=7)
+    x = torch.rand(1, 3, 9, 7) * 255
+    for ref, config in ((file_ref, None), ("zoo.edsr:EDSR", tiny)):
+        teacher = load_teacher(ref, 3, config=config, seed=7)
+        assert teacher.scale == 3 and teacher.zoo_spec.input_range == 255
+        with torch.no_grad():
+            assert torch.equal(teacher(x), reference(x))
+    code, out = _run(["convert", "plain", file_ref, "--scale", "3", "--check", "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and report["widths"] == [4, 12, 8, 4]
+    with pytest.raises(MemsrInputError) as info:
+        load_teacher(file_ref, config=["depth=3"])
+    assert info.value.where == "--config depth" and "n_resblocks" in info.value.problem
 
 
 # ---------------------------------------------------------------------------------------------
-# reproduction script
+# experiment scripts (experiments/ is not a package: import the scripts by path)
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _experiment(name: str):
+    """experiments/<name>.py as module ``name``, so that a script's ``import memsr_reproduce`` of its
+    sibling finds the module loaded here."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_experiment_scripts_run_from_the_repository_root():
+    for script in ("memsr_reproduce.py", "memsr_seed_repeat.py"):
+        done = subprocess.run(
+            [sys.executable, f"experiments/{script}", "--help"],
+            cwd=EXPERIMENTS.parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and "--work" in done.stdout and "--data-root" in done.stdout, done.stderr
 
 
 def test_reproduction_runs_end_to_end_on_tiny_data(data, tmp_path):
-    from memsr_bench.memsr import reproduce as rp
-
+    rp = _experiment("memsr_reproduce")
     plan = rp.Plan(
         train_dir=str(data["train"]),
         data_root=str(data["root"] / "datasets"),
@@ -407,5 +449,12 @@ def test_reproduction_runs_end_to_end_on_tiny_data(data, tmp_path):
     assert rp.main(["--rewrite-report", "--out", str(tmp_path / "report")]) == 0
     assert report_md.read_text() == before  # the report is a pure function of results.json
     assert rp.main(["--rewrite-report", "--out", str(tmp_path / "nothing")]) == 2
+    assert "Regenerate: `python experiments/memsr_reproduce.py`" in before
     again = rp.run(plan, progress=False)  # resumes: every run is finished, nothing retrains
     assert all(v.get("steps", 0) == 0 for k, v in again["timings"].items() if k in rp.TRAINED)
+
+    repeat = _experiment("memsr_seed_repeat").seed_repeat(plan, tmp_path / "work", seed=3)  # reuses the teacher
+    assert repeat["widths"] == results["students"]["svd"]["widths"]
+    assert set(repeat["runs"]) == {"memsr-init-l1", "memsr-init-kd"}
+    assert all(math.isfinite(run["SetA_psnr"]) for run in repeat["runs"].values())
+    assert (tmp_path / "work" / "memsr-init-kd-seed3" / "checkpoint.pt").is_file()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import memsr_bench.plots as plots
 import pytest
 
-import memsr_bench.plots as plots
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.results import ResultKey, ResultsStore, input_size
 

@@ -11,11 +11,25 @@ import torch
 from torch import nn
 
 from memsr_bench.measure.memory_model import predict_peak_memory
-from memsr_bench.pytest_plugin import Baseline, assert_efficiency, measure_efficiency
+from memsr_bench.measure.profile import profile
+from memsr_bench.measure.quantities import QUANTITIES
+from memsr_bench.model.fingerprint import architecture_fingerprint
+from memsr_bench.pytest_plugin import (
+    DEFAULT_QUANTITIES,
+    GATE_QUANTITIES,
+    Baseline,
+    BaselineError,
+    assert_efficiency,
+    measure_efficiency,
+)
 
 pytest_plugins = ["pytester"]
 
 SHAPE = (1, 3, 16, 16)
+PEAK = "peak_memory_bytes_predicted"
+# Tiny's convolutions per output pixel (Cin·Cout·9 each) and output channels, by hand
+CONV_MACS_PER_PIXEL = 3 * 8 * 9 + 8 * 8 * 9 + 8 * 12 * 9
+CONV_OUT_CHANNELS = 8 + 8 + 12
 
 
 class Tiny(nn.Module):
@@ -51,9 +65,10 @@ def build():
 
 
 def test_tiny(memsr_gate):
-    measured = memsr_gate(build(), input_shape=SHAPE, scale=2, params=True, macs=True, flops=True,
-                          activations=True, convs=True, peak_memory=0.005)
-    assert set(measured) == {"params", "macs", "flops", "activations", "convs", "peak_memory"}
+    measured = memsr_gate(build(), input_shape=SHAPE, scale=2, params=True, macs=True, flops_all_ops=True,
+                          activations=True, convs=True, peak_memory_bytes_predicted=0.005)
+    assert set(measured) == {"params", "macs", "flops_all_ops", "activations", "convs",
+                             "peak_memory_bytes_predicted"}
 
 
 def test_defaults(memsr_gate):
@@ -75,9 +90,10 @@ def warm():
     in-process runs drop modules first imported inside them, and torch cannot import some twice."""
     import pytest_benchmark.plugin  # noqa: F401
 
-    from memsr_bench.pytest_plugin import QUANTITIES
+    import memsr_bench.measure.runtime  # noqa: F401
 
-    measure_efficiency(Tiny(), QUANTITIES, input_shape=SHAPE, preset=None)
+    measure_efficiency(Tiny(), GATE_QUANTITIES, input_shape=SHAPE)
+    measure_efficiency(Tiny(), ("params",), preset="ntire2022")
 
 
 @pytest.fixture
@@ -113,18 +129,24 @@ def test_gate_workflow(project, monkeypatch):
     )
     assert not baseline.exists()
 
-    # --memsr-update-baseline writes it (sorted, deterministic) and passes
+    # --memsr-update-baseline writes it (v2, sorted, deterministic) and passes
     result = _run(project, "--memsr-update-baseline")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["memsr: 2 gate(s) written to *memsr_baseline.json"])
     text = baseline.read_text()
     doc = json.loads(text)
     assert text == json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    assert doc["format"] == "memsr-bench efficiency baseline v2"
     entry = doc["gates"]["test_gates.py::test_tiny"]
-    context, values = measure_efficiency(Tiny(), input_shape=SHAPE, scale=2)
+    context, values = measure_efficiency(Tiny(), DEFAULT_QUANTITIES, input_shape=SHAPE, scale=2)
+    fingerprint = entry["context"].pop("fingerprint")  # of the project's Tiny (another module: another hash)
+    assert len(fingerprint) == 16 and fingerprint != context.pop("fingerprint")
     assert entry["values"] == values and entry["context"] == context
     assert entry["context"]["input_shape"] == [1, 3, 16, 16] and entry["torch_version"] == torch.__version__
+    # every gated quantity is recorded with its label (no preset: its name) and its convention
+    assert entry["quantities"] == {q: {"label": q, "convention": QUANTITIES[q].definition} for q in values}
     assert set(doc["gates"]) == {"test_gates.py::test_tiny", "test_gates.py::test_defaults"}
+    assert set(doc["gates"]["test_gates.py::test_defaults"]["values"]) == set(DEFAULT_QUANTITIES)
     assert _run(project, "--memsr-update-baseline").ret == 0
     assert baseline.read_text() == text  # rewriting an unchanged baseline changes nothing
 
@@ -133,6 +155,7 @@ def test_gate_workflow(project, monkeypatch):
 
     # one more parameter: params (gated exactly) fails, naming baseline, measured and the change
     params = values["params"]
+    assert params == 1684  # 3·8·9+8 + 8·8·9+8 + 8·12·9+12
     pct = f"{100 / params:.4g}"
     monkeypatch.setenv("GATE_EXTRA_PARAM", "1")
     result = _run(project, "-k", "test_tiny")
@@ -141,13 +164,15 @@ def test_gate_workflow(project, monkeypatch):
         [
             "*memsr gate 'test_gates.py::test_tiny' (Tiny, input 1x3x16x16) failed against*baseline.json:",
             f"*params: baseline {params:,}, measured {params + 1:,} (+1, +{pct} %; allowed exactly)",
+            f"*(architecture fingerprint: baseline {fingerprint}, now *)",
         ]
     )
-    assert "peak_memory:" not in result.stdout.str()  # +4 bytes of weights is within its 0.5 %
+    assert f"now {fingerprint})" not in result.stdout.str()  # the extra parameter changed it
+    assert f"{PEAK}:" not in result.stdout.str()  # +4 bytes of weights is within its 0.5 %
     monkeypatch.delenv("GATE_EXTRA_PARAM")
 
-    # predicted peak +1 % (a scratch tensor; no parameter added): peak_memory (rtol 0.5 %) fails
-    peak = values["peak_memory"]
+    # predicted peak +1 % (a scratch tensor; no parameter added): the peak (rtol 0.5 %) fails
+    peak = values[PEAK]
     scratch = round(0.01 * peak / 4)
     grown = predict_peak_memory(Tiny(scratch_elems=scratch), SHAPE).peak_bytes
     assert grown - peak == 4 * scratch and abs(grown / peak - 1.01) < 1e-3
@@ -156,8 +181,9 @@ def test_gate_workflow(project, monkeypatch):
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     change = f"+{grown - peak:,}, +{(grown - peak) / peak * 100:.4g} %"  # +1 %
-    assert f"peak_memory: baseline {peak:,}, measured {grown:,} ({change}; allowed within ±0.5 %)" in out
+    assert f"{PEAK}: baseline {peak:,}, measured {grown:,} ({change}; allowed within ±0.5 %)" in out
     assert "params:" not in out and "macs:" not in out
+    assert "architecture fingerprint" not in out  # same module tree and code: only the numbers moved
     # a smaller growth, within the 0.5 % tolerance, passes that gate (the exact default gate still fails)
     monkeypatch.setenv("GATE_SCRATCH", str(round(0.002 * peak / 4)))
     _run(project).assert_outcomes(passed=1, failed=1)
@@ -165,11 +191,97 @@ def test_gate_workflow(project, monkeypatch):
     # --memsr-update-baseline accepts the change; then the gates pass again
     monkeypatch.setenv("GATE_SCRATCH", str(scratch))
     _run(project, "--memsr-update-baseline").assert_outcomes(passed=2)
-    assert (
-        json.loads(baseline.read_text())["gates"]["test_gates.py::test_tiny"]["values"]["peak_memory"]
-        == grown
-    )
+    assert json.loads(baseline.read_text())["gates"]["test_gates.py::test_tiny"]["values"][PEAK] == grown
     _run(project).assert_outcomes(passed=2)
+
+
+def test_fingerprint_is_reported_not_compared(project):
+    """A gate fails on the counted numbers, never on the hash: a changed fingerprint alone passes."""
+    _run(project, "--memsr-update-baseline").assert_outcomes(passed=2)
+    path = project.path / "memsr_baseline.json"
+    doc = json.loads(path.read_text())
+    for entry in doc["gates"].values():
+        entry["context"]["fingerprint"] = "0" * 16
+    path.write_text(json.dumps(doc))
+    _run(project).assert_outcomes(passed=2)
+
+
+def test_preset_gate_records_the_papers_labels(project):
+    project.makepyfile(
+        test_ntire="""
+        from test_pytest_plugin_model import Tiny
+
+        def test_ntire(memsr_gate):
+            memsr_gate(Tiny(), preset="ntire2022", scale=2)
+        """
+    )
+    _run(project, "--memsr-update-baseline", "test_ntire.py").assert_outcomes(passed=1)
+    entry = json.loads((project.path / "memsr_baseline.json").read_text())["gates"]["test_ntire.py::test_ntire"]
+    assert entry["context"]["input_shape"] == [1, 3, 256, 256] and entry["context"]["preset"] == "ntire2022"
+    # the defaults plus the table's quantities, each under its own name, with the paper's label
+    reported = {"ntire2022_flops": "FLOPs", "ntire2022_activations": "#Activations", "ntire2022_convs": "#Conv"}
+    assert set(entry["values"]) == {*DEFAULT_QUANTITIES, *reported}
+    for q, label in reported.items():
+        assert entry["quantities"][q] == {"label": label, "convention": QUANTITIES[q].definition}
+    assert entry["quantities"]["macs"]["label"] == "macs"
+    pixels = 256 * 256  # module hooks: the functional relu is not counted, so FLOPs = conv MACs here
+    assert entry["values"]["ntire2022_flops"] == entry["values"]["macs"] == CONV_MACS_PER_PIXEL * pixels
+    assert entry["values"]["ntire2022_activations"] == CONV_OUT_CHANNELS * pixels
+    assert entry["values"]["ntire2022_convs"] == 3
+    assert "FLOPs" not in entry["values"] and "flops" not in entry["values"]
+    _run(project, "test_ntire.py").assert_outcomes(passed=1)
+
+    # a failing preset quantity is named with the paper's label too
+    project.makepyfile(
+        test_ntire="""
+        from test_pytest_plugin_model import Tiny
+
+        def test_ntire(memsr_gate):
+            memsr_gate(Tiny(), preset="ntire2022", scale=2, ntire2022_flops=True, ntire2022_convs=True)
+        """
+    )
+    doc = json.loads((project.path / "memsr_baseline.json").read_text())
+    doc["gates"]["test_ntire.py::test_ntire"]["values"]["ntire2022_convs"] = 2
+    (project.path / "memsr_baseline.json").write_text(json.dumps(doc))
+    result = _run(project, "test_ntire.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ntire2022_convs (#Conv): baseline 2, measured 3 (+1, +50 %; allowed exactly)"])
+    assert "ntire2022_flops (FLOPs):" not in result.stdout.str()
+
+
+def test_v1_baseline_is_refused_with_a_hint(project):
+    path = project.path / "memsr_baseline.json"
+    v1 = {
+        "format": "memsr-bench efficiency baseline v1",
+        "gates": {
+            "test_gates.py::test_defaults": {"context": {}, "values": {"flops": 1, "peak_memory": 2}},
+            "test_gone.py::test_old": {"context": {}, "values": {"flops": 1}},
+        },
+    }
+    path.write_text(json.dumps(v1))
+    result = _run(project)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    hint = (
+        "*memsr_baseline.json: baseline format v1, this memsr-bench reads v2 (quantities renamed for their "
+        "conventions): run pytest --memsr-update-baseline, then review the diff and commit it"
+    )
+    result.stdout.fnmatch_lines(["*_ test_tiny _*", hint, "*_ test_defaults _*", hint, "*short test summary*"])
+    assert "def " not in out and "During handling" not in out  # one line each, no code, no exception chain
+
+    # the update rewrites it as v2: the v1 entries (other names, no conventions) are not kept
+    result = _run(project, "--memsr-update-baseline")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["memsr: 2 gate(s) written to *memsr_baseline.json (*1 entr(ies) of gates not run*"])
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "memsr-bench efficiency baseline v2"
+    assert set(doc["gates"]) == {"test_gates.py::test_tiny", "test_gates.py::test_defaults"}
+    assert "flops" not in doc["gates"]["test_gates.py::test_defaults"]["values"]
+    _run(project).assert_outcomes(passed=2)
+
+    # a file with no format at all is refused the same way
+    path.write_text(json.dumps({"gates": {}}))
+    _run(project).stdout.fnmatch_lines(["*baseline format None, this memsr-bench reads v2*"])
 
 
 def test_update_keeps_other_entries_and_context_changes_fail(project):
@@ -227,7 +339,9 @@ def test_baseline_location_options(project):
     (project.path / "gates" / "base.json").write_text("{not json")
     result = _run(project)
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(["*MemsrInputError*base.json: unreadable baseline file*"])
+    result.stdout.fnmatch_lines(
+        ["*_ test_tiny _*", "*/gates/base.json: unreadable baseline file (*)", "*_ test_defaults _*"]
+    )
 
 
 def test_benchmark_helper(project):
@@ -266,8 +380,44 @@ def test_assert_efficiency_standalone(warm, tmp_path):
     )  # within rtol
     with pytest.raises(AssertionError, match="macs: no baseline value"):
         assert_efficiency(Tiny(), "tiny", baseline=Baseline(path), input_shape=SHAPE, macs=True)
-    with pytest.raises(TypeError, match="unknown quantity"):
+    with pytest.raises(TypeError, match="unknown quantity parms"):
         assert_efficiency(Tiny(), "tiny", baseline=path, input_shape=SHAPE, parms=True)
+
+    path.write_text(json.dumps({"format": "memsr-bench efficiency baseline v1", "gates": {}}))
+    with pytest.raises(BaselineError, match="baseline format v1.*pytest --memsr-update-baseline"):
+        assert_efficiency(Tiny(), "tiny", baseline=path, input_shape=SHAPE, params=True)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("flops", "flops_all_ops"),
+        ("peak_memory", "peak_memory_bytes_predicted"),
+        ("last_use_peak_memory", "peak_memory_bytes_predicted_last_use"),
+        ("measured_peak_memory", "peak_memory_bytes_measured"),
+    ],
+)
+def test_renamed_quantities_say_their_new_name(tmp_path, old, new):
+    with pytest.raises(TypeError, match=rf"^{old} was renamed {new} \("):
+        assert_efficiency(Tiny(), "t", baseline=tmp_path / "b.json", input_shape=SHAPE, **{old: True})
+    with pytest.raises(TypeError, match=f"{old} was renamed {new}"):
+        measure_efficiency(Tiny(), (old,), input_shape=SHAPE)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_renamed_flops_points_to_the_tables_flops(tmp_path):
+    with pytest.raises(TypeError) as err:
+        assert_efficiency(Tiny(), "t", baseline=tmp_path / "b.json", input_shape=SHAPE, flops=True, peak_memory=0.1)
+    message = str(err.value)
+    assert message.startswith("flops was renamed flops_all_ops (FLOPs of all ops); peak_memory was renamed ")
+    assert "ntire2022_flops (NTIRE 2022)" in message and "thop_0031_macs (MemSR)" in message
+
+
+def test_gate_quantities_are_the_profile_names_without_runtime(tmp_path):
+    assert set(GATE_QUANTITIES) == {q for q in QUANTITIES if not q.startswith("runtime")}
+    assert set(DEFAULT_QUANTITIES) == {"params", "macs", "flops_all_ops", "activations", "convs", PEAK}
+    with pytest.raises(TypeError, match="runtime_ms cannot be gated.*memsr_benchmark"):
+        assert_efficiency(Tiny(), "t", baseline=tmp_path / "b.json", input_shape=SHAPE, runtime_ms=0.1)
 
 
 def test_decrease_fails_unless_allowed(warm, tmp_path):
@@ -278,23 +428,35 @@ def test_decrease_fails_unless_allowed(warm, tmp_path):
     assert_efficiency(Tiny(), "t", baseline=path, input_shape=SHAPE, allow_decrease=True)
 
 
-def test_measure_efficiency_quantities_and_presets(warm):
-    from memsr_bench.measure.counters import count_efficiency
-    from memsr_bench.pytest_plugin import QUANTITIES
-
-    context, values = measure_efficiency(Tiny(), QUANTITIES, input_shape=SHAPE[1:])
+def test_measure_efficiency_goes_through_profile(warm):
+    context, values = measure_efficiency(Tiny(), GATE_QUANTITIES, input_shape=SHAPE[1:])
     assert context == {
         "model": "Tiny",
         "input_shape": [1, 3, 16, 16],
         "preset": None,
         "scale": None,
         "dtype": "float32",
+        "fingerprint": architecture_fingerprint(Tiny()),
     }
-    assert list(values) == list(QUANTITIES) and all(isinstance(v, int) for v in values.values())
-    assert values["measured_peak_memory"] == values["peak_memory"]  # CPU measurement = prediction
-    assert values["last_use_peak_memory"] <= values["peak_memory"]
+    assert list(values) == list(GATE_QUANTITIES) and all(isinstance(v, int) for v in values.values())
+    assert values == profile(Tiny(), SHAPE, quantities=GATE_QUANTITIES).values
+    pixels = 16 * 16
+    assert values["macs"] == values["conv_macs"] == CONV_MACS_PER_PIXEL * pixels
+    assert values["activations"] == CONV_OUT_CHANNELS * pixels and values["convs"] == 3
+    assert values["params_used"] == values["params"] == 1684
+    assert values["peak_memory_bytes_measured"] == values[PEAK]  # CPU measurement = prediction
+    assert values["peak_memory_bytes_predicted_last_use"] <= values[PEAK]
 
-    context, values = measure_efficiency(Tiny(), ("macs", "convs"), preset="ntire2022", scale=2)
+    # a preset fixes the input; only the requested quantities come back
+    context, values = measure_efficiency(Tiny(), ("macs", "ntire2022_convs"), preset="ntire2022", scale=2)
     assert context["input_shape"] == [1, 3, 256, 256] and context["preset"] == "ntire2022"
-    counts = count_efficiency(Tiny(), preset="ntire2022", scale=2)
-    assert values == {"macs": counts.macs, "convs": counts.convs}
+    assert context["scale"] == 2
+    assert values == {"macs": CONV_MACS_PER_PIXEL * 256 * 256, "ntire2022_convs": 3}
+
+
+def test_measure_efficiency_dtype_measures_a_copy(warm):
+    model = Tiny()
+    context32, values32 = measure_efficiency(model, ("params", PEAK), input_shape=SHAPE)
+    context64, values64 = measure_efficiency(model, ("params", PEAK), input_shape=SHAPE, dtype=torch.float64)
+    assert context64["dtype"] == "float64" and next(model.parameters()).dtype == torch.float32
+    assert values64["params"] == values32["params"] and values64[PEAK] == 2 * values32[PEAK]

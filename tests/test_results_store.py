@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from memsr_bench.errors import MemsrInputError
-from memsr_bench.results import ResultKey, ResultsStore, cached, checkpoint_id, default_path
+from memsr_bench.results import ResultKey, ResultsStore, cached, default_path
 
 N_CELLS = 30
 
@@ -315,11 +315,42 @@ def test_default_path_and_env(tmp_path, monkeypatch):
     assert default_path() == tmp_path / "cache" / "memsr-bench" / "results.sqlite"
 
 
-def test_checkpoint_id(tmp_path):
-    assert checkpoint_id(None) == "random-init"
-    assert checkpoint_id("none") == "none"
-    weights = tmp_path / "w.pth"
-    weights.write_bytes(b"weights")
-    assert checkpoint_id(weights) == hashlib.sha256(b"weights").hexdigest()
-    with pytest.raises(MemsrInputError, match="model name and scale"):
-        checkpoint_id(tmp_path)
+def test_fingerprint_is_part_of_the_key(tmp_path):
+    store = ResultsStore(tmp_path / "s.sqlite")
+    old = ResultKey("counts", "mynet", "any", scale=4, data=(1, 3, 8, 8), fingerprint="aaaa")
+    store.put(old, {"params": 1})
+    edited = ResultKey("counts", "mynet", "any", scale=4, data=(1, 3, 8, 8), fingerprint="bbbb")
+    assert store.get(edited) is None  # an edited model is never served the old row
+    assert cached(store, edited, lambda: {"params": 2}) == {"params": 2}
+    assert sorted(r.values["params"] for r in store.rows(model="mynet")) == [1, 2]
+    assert [r.values["params"] for r in store.rows(fingerprint="bbbb")] == [2]
+
+
+def test_v1_store_is_migrated_and_old_rows_never_match(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE results (key TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL, checkpoint TEXT NOT "
+        "NULL, scale INTEGER, data TEXT NOT NULL, conventions TEXT NOT NULL, device TEXT NOT NULL, torch_version "
+        "TEXT NOT NULL, package_version TEXT NOT NULL, values_json TEXT NOT NULL, measured_at TEXT NOT NULL, "
+        "elapsed_s REAL)"
+    )
+    conn.execute(
+        "INSERT INTO results VALUES ('k1', 'efficiency', 'imdn', 'random-init', 4, '1x3x8x8', 'ntire2022', 'cpu', "
+        "'t', 'p', '{\"params\": 7}', '2026-01-01T00:00:00+00:00', 1.0)"
+    )
+    conn.execute("PRAGMA application_id = 1297306178")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = ResultsStore(path)
+    (old,) = store.rows(model="imdn")
+    assert old.values == {"params": 7} and old.key.fingerprint == ""
+    key = ResultKey("efficiency", "imdn", "random-init", scale=4, data="1x3x8x8", conventions="ntire2022",
+                    torch_version="t", package_version="p", fingerprint="f")
+    assert store.get(key) is None
+    store.put(key, {"params": 8})
+    assert len(store) == 2
+

@@ -12,16 +12,16 @@ import io
 import math
 from pathlib import Path
 
+import memsr_bench.report as report
 import numpy as np
 import pandas as pd
 import pytest
+from memsr_bench.table_presets import PRESETS, add_table_parser, build_table
 from PIL import Image
 
 import memsr_bench.measure as measure
-import memsr_bench.report as report
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.results import ResultsStore
-from memsr_bench.table_presets import PRESETS, add_table_parser, build_table
 
 EFFICIENCY_HEADER = (
     "source,model,scale,params_k,macs_g,macs_convention,runtime_ms,runtime_device,memory_mb,memory_convention,"
@@ -207,9 +207,8 @@ def test_presets_named_in_issue():
 
 def test_latex_without_jinja2_matches_styler(monkeypatch):
     """pandas' Styler needs jinja2; without it the table is written by hand with the same cells."""
-    from pandas.io.formats.style import Styler
-
     from memsr_bench.table_presets import _latex
+    from pandas.io.formats.style import Styler
 
     shown = pd.DataFrame({"model": ["a_b", "c"], "diff %": ["+1.0", None], "Set5 measured": ["30.00/0.9000", None]})
     with_styler = _latex(shown, "T & x", "tab:t", ["note"])

@@ -37,18 +37,15 @@ def create(
     ``checkpoint`` is a checkpoint file or a weights directory holding the model's known public
     file; it is checked (sha256 for known files) and loaded strictly. ``config`` overrides the
     architecture's hyperparameters. The returned module carries ``zoo_spec`` and ``scale``
-    attributes that ``zoo.upscaler`` reads.
+    attributes that ``zoo.upscaler`` reads (and ``weights_sha256``). Model references other than zoo
+    names (files, modules, entry points) go through :func:`memsr_bench.model.load_model`.
     """
-    from memsr_bench.errors import MemsrInputError
-    from zoo.checkpoints import load_checkpoint
+    from memsr_bench.model import load_model
 
-    spec = get_spec(name)
-    scale = spec.scales[0] if scale is None else int(scale)
-    if scale not in spec.scales:
-        raise MemsrInputError(name, f"scale x{scale} is not available (scales: {list(spec.scales)})")
-    model = spec.build(scale=scale, **config)
-    if checkpoint is not None:
-        load_checkpoint(model, spec, scale, Path(checkpoint))
-    model.zoo_spec = spec
-    model.scale = scale
-    return model.eval()
+    return load_model(name if name in names() else _unknown(name), scale, config=config, weights=checkpoint).module
+
+
+def _unknown(name: str) -> str:
+    from memsr_bench.errors import MemsrInputError
+
+    raise MemsrInputError(name, f"unknown zoo model; known: {', '.join(names())}")

@@ -2,10 +2,10 @@
 
 ``load_checkpoint(model, spec, scale, path)`` takes a checkpoint file or a weights directory:
 
-- a directory: the spec's known file for ``scale`` (``spec.checkpoint_for(scale)``) is taken from it;
-- a file whose name is a known public checkpoint (of any registered model): it must belong to this model
-  and scale (otherwise the error names the model and scale it belongs to), and its sha256 must match;
-- any other file (the user's own weights): loaded without a checksum.
+- a directory: the spec's known file for ``scale`` (``spec.checkpoint_for(scale)``) is taken from it and
+  its sha256 verified;
+- a file is recognised by its sha256, whatever its name: a public checkpoint must belong to this model
+  and scale (otherwise the error says what it is); any other file is the user's own, loaded strictly.
 
 The file is read with ``torch.load(map_location="cpu", weights_only=True)``; common containers
 (``params_ema``, ``params``, ``state_dict``, ``model``, ...) are unwrapped, ``module.`` (DataParallel) and
@@ -20,6 +20,7 @@ import math
 import pickle
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from torch import nn
 from memsr_bench.errors import CheckpointError
 from zoo.registry import Checkpoint, ModelSpec, get_spec, names
 
-__all__ = ["load_checkpoint", "read_state_dict", "sha256_of"]
+__all__ = ["LoadedWeights", "find_checkpoint", "known_checkpoints", "load_checkpoint", "read_state_dict", "sha256_of"]
 
 # Keys under which training frameworks store the weights, in order of preference
 # (BasicSR: params_ema / params; Lightning and many repos: state_dict; others: model / net).
@@ -65,62 +66,97 @@ def sha256_of(path: str | Path) -> str:
     return hexdigest
 
 
-def _known_files(filename: str) -> list[tuple[ModelSpec, Checkpoint]]:
-    """Every (spec, checkpoint) of the registry whose file name is ``filename``."""
-    found = []
-    for name in names():
-        spec = get_spec(name)
-        for ckpt in spec.checkpoints:
-            if ckpt.filename == filename:
-                found.append((spec, ckpt))
-    return found
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What was loaded: the file, its sha256, and the known public checkpoint it is (None: the user's own)."""
+
+    path: Path
+    sha256: str
+    known: Checkpoint | None
+
+    def describe(self) -> str:
+        what = f"public {self.known.filename}" if self.known else "own file"
+        return f"{self.path} ({what}, sha256 {self.sha256[:12]})"
+
+
+def known_checkpoints() -> dict[str, tuple[ModelSpec, Checkpoint]]:
+    """Every public checkpoint of the registry by its sha256: ``{sha256: (spec, checkpoint)}``."""
+    return {ckpt.sha256: (get_spec(name), ckpt) for name in names() for ckpt in get_spec(name).checkpoints}
 
 
 def _scales(scales: tuple[int, ...]) -> str:
     return "/".join(f"x{s}" for s in scales)
 
 
-def _resolve(spec: ModelSpec, scale: int, path: Path) -> tuple[Path, Checkpoint | None]:
-    """The file to read and its known Checkpoint entry (None for a user's own file)."""
+def _in_directory(spec: ModelSpec, scale: int, path: Path) -> tuple[Path, Checkpoint]:
+    ckpt = spec.checkpoint_for(scale)
+    if ckpt is None:
+        if spec.checkpoints:
+            known = ", ".join(f"{c.filename} ({_scales(c.scales)})" for c in spec.checkpoints)
+            problem = f"model {spec.name} has no known checkpoint for x{scale} (known: {known})"
+        else:
+            problem = f"model {spec.name} has no known public checkpoint (none was released)"
+        raise CheckpointError(path, problem + "; pass a checkpoint file instead of a directory")
+    file = path / ckpt.filename
+    if not file.is_file():
+        raise CheckpointError(
+            path,
+            f"{ckpt.filename} (the {spec.name} x{scale} checkpoint, from {ckpt.source}) is missing "
+            "from this weights directory",
+        )
+    return file, ckpt
+
+
+def find_checkpoint(spec: ModelSpec, scale: int, path: str | Path) -> tuple[Path, Checkpoint | None]:
+    """The file to load for ``spec`` at ``scale`` and the public checkpoint it is (None: the user's own).
+
+    The one checkpoint lookup of the suite. ``path`` is a weights directory (the spec's public file
+    for ``scale`` is taken from it) or a file, recognised by its sha256 whatever its name: a public
+    checkpoint of another model or scale is refused saying what it is; a file that carries the name
+    of this model's public checkpoint but not its content is refused as corrupt; any other file is the
+    user's own. Checksums of public files are verified here.
+    """
+    path = Path(path)
     if not path.exists():
         raise CheckpointError(path, "no such file or directory")
     if path.is_dir():
-        ckpt = spec.checkpoint_for(scale)
-        if ckpt is None:
-            if spec.checkpoints:
-                known = ", ".join(f"{c.filename} ({_scales(c.scales)})" for c in spec.checkpoints)
-                problem = f"model {spec.name} has no known checkpoint for x{scale} (known: {known})"
-            else:
-                problem = f"model {spec.name} has no known public checkpoint (none was released)"
-            raise CheckpointError(path, problem + "; pass a checkpoint file instead of a directory")
-        file = path / ckpt.filename
-        if not file.is_file():
+        file, ckpt = _in_directory(spec, scale, path)
+    else:
+        file, ckpt = path, None
+    digest = sha256_of(file)
+    if ckpt is not None:
+        if digest != ckpt.sha256:
             raise CheckpointError(
-                path,
-                f"{ckpt.filename} (the {spec.name} x{scale} checkpoint, from {ckpt.source}) is missing "
-                "from this weights directory",
+                file, f"checksum mismatch (expected {ckpt.sha256}, got {digest}): re-download / file corrupted"
             )
         return file, ckpt
-
-    owners = _known_files(path.name)
-    if not owners:
-        return path, None
-    for owner, ckpt in owners:
-        if owner.name == spec.name and scale in ckpt.scales:
-            return path, ckpt
-    # a known public file, but not this model's checkpoint for this scale
-    owner, ckpt = next(((o, c) for o, c in owners if o.name == spec.name), owners[0])
-    belongs = f"this file is the checkpoint of {owner.name} {_scales(ckpt.scales)}"
+    owner = known_checkpoints().get(digest)
+    if owner is None:
+        own = spec.checkpoint_for(scale)
+        if own is not None and own.filename == file.name:
+            raise CheckpointError(
+                file,
+                f"checksum mismatch: named as the public {spec.name} x{scale} checkpoint but its sha256 "
+                f"{digest[:12]}... is not {own.sha256[:12]}...; re-download / file corrupted",
+            )
+        return file, None
+    owner_spec, owner_ckpt = owner
+    if owner_spec.name == spec.name and scale in owner_ckpt.scales:
+        return file, owner_ckpt
     own = spec.checkpoint_for(scale)
-    if owner.name == spec.name:
-        hint = f"use scale={ckpt.scales[0]}" + (f", or {own.filename} for x{scale}" if own else "")
+    belongs = (
+        f"this file is {owner_ckpt.filename}, the public checkpoint of {owner_spec.name} "
+        f"{_scales(owner_ckpt.scales)} (sha256 {digest[:12]}...), not of {spec.name} x{scale}"
+    )
+    if owner_spec.name == spec.name:
+        hint = f"use --scale {owner_ckpt.scales[0]}" + (f", or {own.filename} for x{scale}" if own else "")
     else:
-        hint = f"use model {owner.name!r} for it" + (
+        hint = f"use model {owner_spec.name!r} for it" + (
             f", or {own.filename} for {spec.name} x{scale}"
             if own
             else f" ({spec.name} x{scale} has no released checkpoint)"
         )
-    raise CheckpointError(path, f"{belongs}, not of {spec.name} x{scale}; {hint}")
+    raise CheckpointError(file, f"{belongs}; {hint}")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -140,9 +176,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
         if len(detail) > 200:
             detail = detail[:197] + "..."
-        raise CheckpointError(
-            path, f"cannot read checkpoint (truncated or not a PyTorch file): {detail}"
-        ) from None
+        raise CheckpointError(path, f"cannot read checkpoint (truncated or not a PyTorch file): {detail}") from None
     return _strip_prefixes(_unwrap(obj, path))
 
 
@@ -208,16 +242,11 @@ def _scale_hint(key: str, got: tuple[int, ...], want: tuple[int, ...], scale: in
     ratio = got[0] * scale * scale / want[0]
     other = round(math.sqrt(ratio))
     if other >= 1 and other * other == ratio and other != scale:
-        return (
-            f": this is the upsampler tail, so the checkpoint is probably for x{other}, "
-            f"not x{scale} (wrong scale)"
-        )
+        return f": this is the upsampler tail, so the checkpoint is probably for x{other}, not x{scale} (wrong scale)"
     return ": this is the upsampler tail, so the checkpoint is probably for another scale (wrong scale)"
 
 
-def _check_fit(
-    model: nn.Module, sd: dict[str, torch.Tensor], spec: ModelSpec, scale: int, path: Path
-) -> None:
+def _check_fit(model: nn.Module, sd: dict[str, torch.Tensor], spec: ModelSpec, scale: int, path: Path) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
@@ -233,11 +262,7 @@ def _check_fit(
             hint = "; no key in common: a checkpoint of another architecture, or one that needs a key map?"
         raise CheckpointError(path, f"keys do not match {what}: " + "; ".join(parts) + hint)
     tails = _tail_keys(model)
-    bad = [
-        (k, tuple(sd[k].shape), tuple(v.shape))
-        for k, v in own.items()
-        if tuple(sd[k].shape) != tuple(v.shape)
-    ]
+    bad = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in own.items() if tuple(sd[k].shape) != tuple(v.shape)]
     if bad:
         hinted = [(k, g, w, _scale_hint(k, g, w, scale, tails)) for k, g, w in bad]
         key, got, want, hint = next((b for b in hinted if b[3]), hinted[0])
@@ -252,40 +277,20 @@ def _check_fit(
         )
 
 
-def load_checkpoint(model: nn.Module, spec: ModelSpec, scale: int, path: str | Path) -> None:
-    """Load the checkpoint file (or the spec's known file in a weights directory) into ``model``,
-    strictly, after checking the file; raise ``CheckpointError`` with a one-line reason otherwise."""
-    path = Path(path)
-    file, ckpt = _resolve(spec, scale, path)
-    if ckpt is not None:
-        got = sha256_of(file)
-        if got != ckpt.sha256:
-            raise CheckpointError(
-                file, f"checksum mismatch (expected {ckpt.sha256}, got {got}): re-download / file corrupted"
-            )
+def load_checkpoint(model: nn.Module, spec: ModelSpec, scale: int, path: str | Path) -> LoadedWeights:
+    """Load the checkpoint file (or the spec's public file in a weights directory) into ``model``,
+    strictly, after :func:`find_checkpoint`; a one-line ``CheckpointError`` otherwise."""
+    file, ckpt = find_checkpoint(spec, scale, path)
     sd = read_state_dict(file)
-    own_keys = set(model.state_dict())
     if ckpt is not None and ckpt.key_map is not None:
         try:
             sd = ckpt.key_map(sd)
         except Exception as err:
-            raise CheckpointError(
-                file, f"key map of {ckpt.filename} failed: {type(err).__name__}: {err}"
-            ) from None
-    elif ckpt is None and set(sd) != own_keys:
-        # a renamed copy of a known file: try the model's known key maps
-        for known in spec.checkpoints:
-            if known.key_map is not None:
-                try:
-                    mapped = known.key_map(sd)
-                except Exception:  # a key map written for another layout: not this file's
-                    continue
-                if set(mapped) == own_keys:
-                    sd = mapped
-                    break
+            raise CheckpointError(file, f"key map of {ckpt.filename} failed: {type(err).__name__}: {err}") from None
     _check_fit(model, sd, spec, scale, file)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as err:  # should not happen after _check_fit; keep the message on one line
         detail = " ".join(str(err).split())
         raise CheckpointError(file, f"cannot load into {spec.name} x{scale}: {detail[:300]}") from None
+    return LoadedWeights(path=file, sha256=sha256_of(file), known=ckpt)

@@ -59,6 +59,17 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
+def _same_builder(old: Callable, new: Callable) -> bool:
+    """A model file imported again after an edit registers the same builder anew: replace it."""
+    old_code, new_code = getattr(old, "__code__", None), getattr(new, "__code__", None)
+    return (
+        old_code is not None
+        and new_code is not None
+        and old_code.co_filename == new_code.co_filename
+        and old.__qualname__ == new.__qualname__
+    )
+
+
 def register_model(
     name: str,
     *,
@@ -77,7 +88,7 @@ def register_model(
         raise ValueError(f"input_range must be 1.0 or 255.0, not {input_range!r}")
 
     def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
+        if name in _REGISTRY and not _same_builder(_REGISTRY[name].build, build):
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(
             name=name,

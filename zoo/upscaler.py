@@ -25,12 +25,26 @@ class ModelUpscaler:
     practically never hit.
     """
 
-    def __init__(self, model: nn.Module, spec: ModelSpec, scale: int, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: ModelSpec,
+        scale: int,
+        device: str | torch.device = "cpu",
+        *,
+        name: str | None = None,
+        fingerprint: str | None = None,
+        checkpoint: str = "random-init",
+    ):
+        from memsr_bench.model import architecture_fingerprint
+
         self.model = model.eval().to(device)
         self.spec = spec
         self.scale = int(scale)
         self.device = torch.device(device)
-        self.name = spec.name
+        self.name = name or spec.name
+        self.fingerprint = fingerprint or architecture_fingerprint(model)
+        self.checkpoint = checkpoint  # the weights' sha256 or "random-init": keys the results
 
     def _run(self, planes: np.ndarray) -> torch.Tensor:
         """Run the model on float64 planes C x H x W in 0..255; returns float32 C x sH x sW in 0..255."""
@@ -41,9 +55,7 @@ class ModelUpscaler:
             out = self.model(x)
         expected = (planes.shape[1] * self.scale, planes.shape[2] * self.scale)
         if tuple(out.shape[-2:]) != expected:
-            raise RuntimeError(
-                f"{self.name} returned {tuple(out.shape[-2:])} for x{self.scale}, expected {expected}"
-            )
+            raise RuntimeError(f"{self.name} returned {tuple(out.shape[-2:])} for x{self.scale}, expected {expected}")
         out = out[0].float().cpu()
         if self.spec.input_range != 255.0:
             out = out * (255.0 / self.spec.input_range)
@@ -67,7 +79,5 @@ def upscaler(model: nn.Module, device: str | torch.device = "cpu") -> ModelUpsca
     spec = getattr(model, "zoo_spec", None)
     scale = getattr(model, "scale", None)
     if spec is None or scale is None:
-        raise ValueError(
-            "zoo.upscaler needs a model made by zoo.create (it reads model.zoo_spec and model.scale)"
-        )
-    return ModelUpscaler(model, spec, scale, device)
+        raise ValueError("zoo.upscaler needs a model made by zoo.create (it reads model.zoo_spec and model.scale)")
+    return ModelUpscaler(model, spec, scale, device, checkpoint=getattr(model, "weights_sha256", None) or "random-init")

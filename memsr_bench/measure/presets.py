@@ -35,6 +35,7 @@ class Preset:
     activations: str  # analysis reported as ``EfficiencyCounts.activations``
     convs: str  # analysis reported as ``EfficiencyCounts.convs``
     convention: str  # one line, printed with every result
+    reported: tuple[tuple[str, str], ...] = ()  # (the paper's label, quantity name) shown by its table
     lr_size: tuple[int, int] | None = None  # fixed LR (H, W)
     hr_size: tuple[int, int] | None = None  # fixed HR output (H, W); LR = round(HR / scale)
 
@@ -68,6 +69,11 @@ PRESETS: dict[str, Preset] = {
                 "elements + 2x BatchNorm2d elements + Linear; activations = Conv2d/ConvTranspose2d "
                 "output elements; convs = their calls (module hooks)"
             ),
+            reported=(
+                ("FLOPs", "ntire2022_flops"),
+                ("#Activations", "ntire2022_activations"),
+                ("#Conv", "ntire2022_convs"),
+            ),
             lr_size=(256, 256),
         ),
         Preset(
@@ -78,6 +84,7 @@ PRESETS: dict[str, Preset] = {
             activations="activations",
             convs="convs",
             convention="FMEN Table 3 Mult-Adds: convolution MACs for an HR output of 1280x720",
+            reported=(("Mult-Adds", "conv_macs"),),
             hr_size=(720, 1280),
         ),
         Preset(
@@ -92,6 +99,7 @@ PRESETS: dict[str, Preset] = {
                 "LeakyReLU, AvgPool, Linear, Upsample modules; exact module types) for an HR output "
                 "of 1920x1080"
             ),
+            reported=(("FLOPs", "thop_0031_macs"),),
             hr_size=(1080, 1920),
         ),
     )

@@ -7,9 +7,11 @@
 - :mod:`~memsr_bench.memsr.distill` -- the initialisation-aware feature distillation loss;
 - :mod:`~memsr_bench.memsr.train` -- a small deterministic trainer (HR-folder patches, L1, Adam,
   checkpoint/resume, Set5 validation); :mod:`~memsr_bench.memsr.data` -- its patches;
-- :mod:`~memsr_bench.memsr.modelio` -- self-describing model files;
-- :mod:`~memsr_bench.memsr.cli_commands` -- ``memsr-bench convert ...`` and ``memsr-bench train ...``;
-- :mod:`~memsr_bench.memsr.reproduce` -- a scaled-down reproduction of the MemSR ablation on T91.
+- :mod:`~memsr_bench.memsr.modelio` -- self-describing model files.
+
+``memsr-bench convert ...`` and ``memsr-bench train ...`` (:mod:`memsr_bench.cli.convert`) put these on
+the command line; ``experiments/memsr_reproduce.py`` (outside the package) is a scaled-down reproduction
+of the MemSR ablation on T91 built on them.
 
 The main entry points are importable from here lazily (importing the package stays cheap).
 """

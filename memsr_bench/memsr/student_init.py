@@ -53,6 +53,7 @@ from torch import Tensor, nn
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.memsr.plainify import format_widths
+from memsr_bench.units import format_bytes
 from zoo.plain import ConstChannelConv, PlainSR
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
 
 _F64 = torch.float64
 METHODS = ("svd", "select", "hybrid")
+_PEAK_QUANTITIES = ("peak_memory_bytes_predicted", "peak_memory_bytes_predicted_last_use")
 
 
 @dataclass(frozen=True)
@@ -554,43 +556,40 @@ def efficiency(
     hr_size: tuple[int, int] = (1080, 1920),
     count_size: int = 64,
 ) -> dict[str, Any]:
-    """Params, conv MACs and predicted peak memory (memsr_bench.measure) for an HR output of ``hr_size``.
+    """Params, conv MACs and predicted peak memory for an HR output of ``hr_size``, measured by
+    :func:`memsr_bench.measure.profile.profile`; the keys are the quantity names of
+    :mod:`memsr_bench.measure.quantities` (``params``, ``conv_macs``, ``peak_memory_bytes_predicted``,
+    ``peak_memory_bytes_predicted_last_use``), plus ``peak_node``, the sizes and the convention.
 
-    The predicted peak (fake tensors, eager lifetimes, float32, batch 1) is computed at the full LR
-    size ``round(H/s) x round(W/s)``. Conv MACs are traced at ``count_size x count_size`` and scaled
+    The predicted peaks (fake tensors, float32, batch 1) are computed at the full LR size
+    ``round(H/s) x round(W/s)``. Conv MACs are traced at ``count_size x count_size`` and scaled
     by the area ratio, which is exact for fully convolutional, stride-1, same-padded models (the count
     is a sum of per-output-pixel costs) and saves a minute-long full-size trace on a CPU. (thop-style
     "FLOPs" are not reported: thop counts exact ``nn.Conv2d`` types only and would skip the students'
     constant-channel convs.)
     """
-    from memsr_bench.measure import count_efficiency
-    from memsr_bench.measure.memory_model import predict_peak_memory
+    from memsr_bench.measure.profile import profile
 
     h, w = round(hr_size[0] / scale), round(hr_size[1] / scale)
-    c_in = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    channels = c_in.in_channels - (1 if isinstance(c_in, ConstChannelConv) else 0)
-    counts = count_efficiency(model, (1, channels, count_size, count_size))
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    channels = first.in_channels - (1 if isinstance(first, ConstChannelConv) else 0)  # built inside, not an input
+    counts = profile(model, (channels, count_size, count_size), scale=scale, quantities=("params", "conv_macs"))
+    peaks = profile(model, (channels, h, w), scale=scale, quantities=_PEAK_QUANTITIES)
     ratio = (h * w) / (count_size * count_size)
-    conv_macs = counts.trace.analysis("conv_macs").total()
-    pred = predict_peak_memory(model, (1, channels, h, w))
     return {
-        "params": counts.params,
-        "conv_macs": int(round(conv_macs * ratio)),
-        "peak_bytes": pred.peak_bytes,
-        "last_use_peak_bytes": pred.last_use_peak_bytes,
-        "peak_node": pred.peak_node,
+        "params": counts["params"],
+        "conv_macs": int(round(counts["conv_macs"] * ratio)),
+        **{q: peaks[q] for q in _PEAK_QUANTITIES},
+        "peak_node": peaks.details["peak_node"],
         "lr_size": [h, w],
         "hr_size": list(hr_size),
         "convention": (
-            f"params = sum of parameters; conv MACs traced at {count_size}x{count_size} (memsr_bench.measure) "
-            f"and scaled to LR {h}x{w} (HR {hr_size[1]}x{hr_size[0]}); peak = predicted live tensor storage "
-            "(memsr_bench.measure.memory_model, eager lifetimes, float32, batch 1, weights and input included)"
+            f"params = sum of parameters; conv_macs traced at {count_size}x{count_size} (memsr_bench.measure) "
+            f"and scaled to LR {h}x{w} (HR {hr_size[1]}x{hr_size[0]}); peak_memory_bytes_predicted = predicted "
+            "live tensor storage (eager lifetimes; _last_use: every tensor freed after its last use), float32, "
+            "batch 1, weights and input included"
         ),
     }
-
-
-def _fmt_bytes(n: int) -> str:  # pragma: no cover - formatting helper
-    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def summary_lines(init: StudentInit) -> list[str]:
@@ -600,7 +599,7 @@ def summary_lines(init: StudentInit) -> list[str]:
     if eff:
         lines.append(
             f"params {eff['params']:,}; conv MACs {eff['conv_macs'] / 1e9:.2f} G; "
-            f"predicted peak {_fmt_bytes(eff['peak_bytes'])} "
+            f"predicted peak {format_bytes(eff['peak_memory_bytes_predicted'])} "
             f"(LR {eff['lr_size'][0]}x{eff['lr_size'][1]})"
         )
     for info in init.layers:

@@ -7,7 +7,6 @@ from memsr_bench.results.store import (
     ResultsStore,
     Row,
     cached,
-    checkpoint_id,
     default_path,
     input_size,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "ResultsStore",
     "Row",
     "cached",
-    "checkpoint_id",
     "default_path",
     "input_size",
 ]

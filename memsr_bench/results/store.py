@@ -60,14 +60,13 @@ __all__ = [
     "ResultsStore",
     "Row",
     "cached",
-    "checkpoint_id",
     "default_path",
     "input_size",
 ]
 
 ENV_VAR = "MEMSR_RESULTS"
 _APPLICATION_ID = 0x4D535242  # "MSRB": marks a memsr-bench results database
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # v2: the fingerprint key field (v1 stores are migrated on open)
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -121,12 +120,16 @@ class ResultKey:
     """Everything that identifies one measurement (see the module docstring).
 
     ``kind``: what was measured (``"quality"``, ``"counters"``, ``"runtime"``, ``"memory"``, ...);
-    ``model``: the zoo name (or any upscaler name); ``checkpoint``: the weights' sha256
-    (:func:`checkpoint_id`), ``"random-init"`` or ``"none"`` (a method without weights, e.g.
+    ``model``: the model's name (zoo name, entry point, ``file:factory``, or an upscaler's name);
+    ``checkpoint``: the weights' sha256, ``"random-init"``, ``"any"`` (a measurement that does not
+    depend on the weights: counts, runtime, memory) or ``"none"`` (a method without weights, e.g.
     bicubic); ``scale``: the SR factor (None where it does not apply); ``data``: the test set's name
     or the input size (a shape is written ``"1x3x256x256"``); ``conventions``: the preset or the
     conventions (a mapping is stored as canonical JSON); ``device``: ``"cpu"``, ``"cuda:0"``, or a
-    more precise description. ``torch_version`` and ``package_version`` default to the running ones.
+    more precise description; ``fingerprint``: the architecture fingerprint of the measured module
+    (:func:`memsr_bench.model.architecture_fingerprint`; ``"none"`` for methods without one, e.g.
+    bicubic), so that an edited model is never served a row of its previous version.
+    ``torch_version`` and ``package_version`` default to the running ones.
     """
 
     kind: str
@@ -136,6 +139,7 @@ class ResultKey:
     data: str = ""
     conventions: str = ""
     device: str = "cpu"
+    fingerprint: str = ""
     torch_version: str = field(default_factory=_torch_version)
     package_version: str = field(default_factory=_package_version)
 
@@ -166,34 +170,6 @@ class ResultKey:
 KEY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ResultKey))
 
 
-def checkpoint_id(
-    checkpoint: str | os.PathLike | None, model: str | None = None, scale: int | None = None
-) -> str:
-    """The ``checkpoint`` field of a key: the sha256 of the weights file, or ``"random-init"``.
-
-    ``None`` (a model built without weights) gives ``"random-init"``; the strings ``"none"`` and
-    ``"random-init"`` are returned as they are. A weights directory (as ``zoo.create`` accepts)
-    needs ``model`` and ``scale`` to find the model's known file in it.
-    """
-    if checkpoint is None:
-        return "random-init"
-    if isinstance(checkpoint, str) and checkpoint in ("none", "random-init"):
-        return checkpoint
-    from zoo.checkpoints import sha256_of
-
-    path = Path(checkpoint)
-    if path.is_dir():
-        if model is None or scale is None:
-            raise MemsrInputError(path, "a weights directory needs the model name and scale to find its file")
-        from zoo import get_spec
-
-        known = get_spec(model).checkpoint_for(int(scale))
-        if known is None:
-            raise MemsrInputError(path, f"model {model} has no known checkpoint for x{scale} to look up here")
-        path = path / known.filename
-    return sha256_of(path)
-
-
 # ----------------------------------------------------------------------------- rows
 
 
@@ -215,6 +191,7 @@ _COLUMNS = {
     "data": "TEXT NOT NULL",
     "conventions": "TEXT NOT NULL",
     "device": "TEXT NOT NULL",
+    "fingerprint": "TEXT NOT NULL DEFAULT ''",
     "torch_version": "TEXT NOT NULL",
     "package_version": "TEXT NOT NULL",
 }
@@ -314,6 +291,12 @@ class ResultsStore:
                     raise self._error(f"corrupt results database ({detail}); left untouched")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            if app_id == _APPLICATION_ID and version == 1:
+                # v1 rows have no fingerprint: they stay (fingerprint '') and never match a new key.
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ALTER TABLE results ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
+                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                conn.execute("COMMIT")
             if app_id != _APPLICATION_ID:
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA.split(";"):

@@ -1,4 +1,5 @@
-"""``memsr-bench plot KIND``: figures (PNG and SVG) of the measurements.
+"""Figures (PNG and SVG) of the measurements: rendering only (the data come from
+:mod:`memsr_bench.reporting.tradeoffs` and :mod:`memsr_bench.measure`; ``memsr-bench plot`` draws them).
 
 Kinds:
 
@@ -18,14 +19,12 @@ another label, nor a marker, nor the axes' edge.
 
 from __future__ import annotations
 
-import argparse
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memsr_bench.errors import MemsrInputError
-from memsr_bench.results import ResultsStore
+from memsr_bench.units import format_bytes
 
 if TYPE_CHECKING:  # matplotlib and pandas are imported where used: registering the CLI stays cheap
     import pandas as pd
@@ -34,14 +33,12 @@ if TYPE_CHECKING:  # matplotlib and pandas are imported where used: registering 
 
 __all__ = [
     "KINDS",
-    "add_plot_parser",
     "hd_sizes",
     "peak_vs_size_figure",
     "psnr_figure",
-    "quality_points",
+    "psnr_kind_figure",
     "save_figure",
     "timeline_figure",
-    "write_report_figures",
 ]
 
 KINDS = ("psnr-memory", "psnr-runtime", "timeline", "peak-vs-size")
@@ -154,52 +151,6 @@ def place_labels(ax, xs, ys, labels, radii_pt, fontsize: float = 8, avoid: Seque
 # ----------------------------------------------------------------------------- PSNR vs memory / runtime
 
 
-def _latest(frame: pd.DataFrame, by: str = "model") -> pd.DataFrame:
-    return frame.sort_values("measured_at").drop_duplicates(by, keep="last").reset_index(drop=True)
-
-
-def quality_points(
-    store: ResultsStore,
-    scale: int,
-    dataset: str,
-    preset: str = "memsr",
-    y_variant: str = "float",
-) -> tuple[pd.DataFrame, str | None]:
-    """One row per zoo model with PSNR (``dataset``, ``scale``), params, predicted peak (MiB) at
-    ``preset``'s input and, where stored, runtime (ms) with its device; or (empty, why not)."""
-    import pandas as pd
-
-    from memsr_bench.measure import get_preset
-    from memsr_bench.results import input_size
-
-    quality = store.query(kind="quality", scale=scale, data=dataset)
-    column = f"{y_variant}.psnr"
-    if quality.empty or column not in quality:
-        return pd.DataFrame(), f"no quality rows for {dataset} x{scale} in the results store"
-    quality = _latest(quality[quality[column].notna()])[["model", column]].rename(columns={column: "psnr"})
-    eff = store.query(kind="efficiency", conventions=preset, scale=scale)
-    if eff.empty:
-        return pd.DataFrame(), f"no efficiency rows (preset {preset}) for x{scale} in the results store"
-    eff = _latest(eff)[["model", "params", "peak_bytes_predicted"]]
-    points = quality.merge(eff, on="model", how="inner")
-    if points.empty:
-        return pd.DataFrame(), f"no model has both quality ({dataset} x{scale}) and efficiency ({preset}) rows"
-    points["peak_mib"] = points["peak_bytes_predicted"] / 2**20
-    lr = get_preset(preset).lr_shape(scale)
-    shapes = {input_size((1, c, *lr)) for c in (1, 3)}
-    runtime = store.query(kind="runtime", scale=scale, data=sorted(shapes))
-    points["runtime_ms"] = float("nan")
-    points["runtime_device"] = None
-    if not runtime.empty and "ms" in runtime:
-        device = runtime["device"].value_counts().index[0]  # the device with the most rows
-        runtime = _latest(runtime[runtime["device"] == device])[["model", "ms"]]
-        points = points.drop(columns="runtime_ms").merge(
-            runtime.rename(columns={"ms": "runtime_ms"}), on="model", how="left"
-        )
-        points.loc[points["runtime_ms"].notna(), "runtime_device"] = device
-    return points.sort_values("model").reset_index(drop=True), None
-
-
 def _published_points(reference_dir: Path | None, scale: int, dataset: str) -> pd.DataFrame:
     """MemSR's published PSNR, params, memory and runtime at ``scale`` on ``dataset`` (HR 1920x1080)."""
     import pandas as pd
@@ -218,13 +169,9 @@ def _published_points(reference_dir: Path | None, scale: int, dataset: str) -> p
     return points.reset_index(drop=True)
 
 
-def _display_name(name: str) -> str:
-    """Zoo names marked when Y-only; published names with θ for "_theta="."""
-    import zoo
-
-    if name in zoo.names():
-        return model_label(name)
-    return name.replace("_theta=", " θ=")
+def _display_name(name: str, channels: str = "rgb") -> str:
+    """Names marked when Y-only; published names with θ for "_theta="."""
+    return model_label(name, channels).replace("_theta=", " θ=")
 
 
 def _marker_area(params: float, max_params: float) -> float:
@@ -255,7 +202,9 @@ def psnr_figure(
     log_x: bool | None = None,
 ) -> Figure:
     """``points[y]`` (PSNR by default) vs ``points[x]``, marker area ∝ ``points["params"]``; a
-    published panel beside it."""
+    published panel beside it. Rows with ``highlight`` are drawn in red and starred."""
+    import pandas as pd
+
     panels = [(points, x, x_label, title, "params", 1.0, "tab:blue")]
     if published is not None and not published.empty and published_x:
         panels.append(
@@ -269,7 +218,17 @@ def psnr_figure(
     for ax, (frame, xcol, xlabel, ptitle, pcol, mult, color) in zip(axes, panels, strict=True):
         params = frame[pcol].astype(float) * mult
         areas = [_marker_area(p, max_params) for p in params]
-        ax.scatter(frame[xcol], frame[y], s=areas, color=color, alpha=0.55, edgecolor="black", linewidth=0.6)
+        marked = frame["highlight"].astype(bool) if "highlight" in frame else pd.Series(False, index=frame.index)
+        colors = ["tab:red" if m else color for m in marked]
+        ax.scatter(
+            frame[xcol],
+            frame[y],
+            s=areas,
+            color=colors,
+            alpha=0.55,
+            edgecolor="black",
+            linewidth=[1.8 if m else 0.6 for m in marked],
+        )
         xs = frame[xcol].astype(float)
         if log_x or (log_x is None and spread > 30):  # one scale for every panel: they compare at a glance
             ax.set_xscale("log")
@@ -277,7 +236,10 @@ def psnr_figure(
         ax.set_xlabel(xlabel)
         ax.set_title(ptitle, fontsize=10)
         ax.grid(True, alpha=0.3)
-        labels = [_display_name(m) for m in frame["model"]]
+        channels = frame["channels"] if "channels" in frame else ["rgb"] * len(frame)
+        labels = [
+            ("★ " if m else "") + _display_name(n, c) for n, c, m in zip(frame["model"], channels, marked, strict=True)
+        ]
         scatter_data.append((ax, list(xs), list(frame[y].astype(float)), labels, areas))
     axes[0].set_ylabel(y_label)
     handles = [
@@ -379,7 +341,7 @@ def peak_vs_size_figure(fits: dict, scale: int) -> Figure:
             "--",
             color=color,
             linewidth=1.2,
-            label=f"{name}: {fit.slope / 1024:,.2f} KiB/pixel + {_mib_text(fit.intercept)}",
+            label=f"{name}: {fit.slope / 1024:,.2f} KiB/pixel + {format_bytes(fit.intercept)}",
         )
         biggest = max(biggest, max(px))
     ax.set_xlim(0, biggest * 1.05)
@@ -402,124 +364,12 @@ def peak_vs_size_figure(fits: dict, scale: int) -> Figure:
     return fig
 
 
-def _mib_text(n_bytes: float) -> str:
-    mib = n_bytes / 2**20
-    return f"{mib:,.1f} MiB" if abs(mib) >= 1 else f"{mib:.2g} MiB"
+def model_label(name: str, channels: str = "rgb") -> str:
+    """The model's name, marked when it reads the Y channel only (its input is 1/3 of an RGB one)."""
+    return f"{name} (Y input)" if channels == "y" else name
 
 
-def model_label(name: str) -> str:
-    """The zoo name, marked when the model reads the Y channel only (its input is 1/3 of an RGB one)."""
-    import zoo
-
-    return f"{name} (Y input)" if zoo.get_spec(name).channels == "y" else name
-
-
-# ----------------------------------------------------------------------------- report figures
-
-
-def _best_quality_slice(store: ResultsStore, preset: str, need_runtime: bool) -> tuple[pd.DataFrame, int, str] | str:
-    """The (scale, dataset) with the most plottable models (x4 preferred on ties), or why there is none."""
-    quality = store.query(kind="quality")
-    if quality.empty:
-        return "no quality rows in the results store (memsr-bench report --data-root ... --weights ...)"
-    best, why = None, "no quality row has a matching efficiency row"
-    combos = quality[["scale", "data"]].drop_duplicates().itertuples(index=False)
-    for scale, dataset in sorted(combos, key=lambda c: (c[0] != 4, c[0], c[1])):
-        points, reason = quality_points(store, int(scale), dataset, preset)
-        if reason:
-            why = reason
-            continue
-        if need_runtime:
-            points = points[points["runtime_ms"].notna()]
-            if points.empty:
-                why = f"no runtime rows at the {preset} input (memsr-bench table memsr-table measures them)"
-                continue
-        if len(points) < 2:
-            why = f"only {', '.join(points['model'])} has everything needed ({dataset} x{scale}); a plot needs two"
-        elif best is None or len(points) > len(best[0]):
-            best = (points, int(scale), dataset)
-    return why if best is None else best
-
-
-TRAINING_FORMS = ("fmen", "fmen-s", "plain")
-
-
-def compute_memory_points(store: ResultsStore, scale: int = 4, preset: str = "memsr") -> pd.DataFrame:
-    """One row per zoo model at ``preset``'s input: MACs (G), predicted peak (MiB) and params."""
-    eff = store.query(kind="efficiency", conventions=preset, scale=scale)
-    if eff.empty:
-        return eff
-    points = _latest(eff)[["model", "params", "macs", "peak_bytes_predicted"]].copy()
-    points["gmacs"] = points["macs"] / 1e9
-    points["peak_mib"] = points["peak_bytes_predicted"] / 2**20
-    return points.sort_values("model").reset_index(drop=True)
-
-
-def write_report_figures(
-    out_dir: Path,
-    store: ResultsStore,
-    reference_dir: Path | None,
-    log: Callable[[str], None] = print,
-    preset: str = "memsr",
-) -> list[Path]:
-    """Write ``out_dir``/figures/*.png and *.svg for ``memsr-bench report``; returns the files.
-
-    The memory timelines and the peak-vs-size plot need no data; the PSNR-vs-memory and
-    PSNR-vs-runtime plots need quality rows (and runtime rows) in ``store``, and are otherwise
-    skipped with the reason logged.
-    """
-    import zoo
-    from memsr_bench.measure import get_preset
-    from memsr_bench.measure.memory_model import peak_vs_input_size, predict_peak_memory
-
-    figures = Path(out_dir) / "figures"
-    written: list[Path] = []
-    for name in REPORT_TIMELINE_MODELS:
-        if name not in zoo.names():
-            continue
-        scale = 4 if 4 in zoo.get_spec(name).scales else zoo.get_spec(name).scales[0]
-        model = zoo.create(name, scale=scale)
-        prediction = predict_peak_memory(model, (1, 1 if zoo.get_spec(name).channels == "y" else 3, 256, 256))
-        written += save_figure(timeline_figure(prediction, f"{name} x{scale}"), figures / f"timeline_{name}_x{scale}")
-    fits = {
-        model_label(name): peak_vs_input_size(zoo.create(name, scale=4), hd_sizes(4))
-        for name in REPORT_SIZE_MODELS
-        if name in zoo.names() and 4 in zoo.get_spec(name).scales
-    }
-    written += save_figure(peak_vs_size_figure(fits, 4), figures / "peak_vs_input_size_x4")
-    # The accuracy-free trade-off: it needs only the efficiency rows, so it exists without any data.
-    points = compute_memory_points(store, 4, preset)
-    # Networks as they run: training forms (deploy() merges them) and the generic `plain` left out.
-    points = points[~points["model"].isin(TRAINING_FORMS)] if len(points) else points
-    if len(points) >= 2:
-        lr_h, lr_w = get_preset(preset).lr_shape(4)
-        fig = psnr_figure(
-            points,
-            "peak_mib",
-            f"predicted peak memory (MiB), HR {4 * lr_w}x{4 * lr_h} output\n(live tensor storage, float32, batch 1)",
-            "Compute vs memory of the zoo at x4 (deploy forms; no accuracy data needed)",
-            y="gmacs",
-            y_label=f"MACs (G), preset {preset}",
-            log_x=True,
-        )
-        written += save_figure(fig, figures / "macs_vs_memory_x4")
-    else:
-        log(f"skipped figures/macs_vs_memory_x4: no efficiency rows (preset {preset}) in the results store")
-    for kind in ("psnr-memory", "psnr-runtime"):
-        found = _best_quality_slice(store, preset, need_runtime=kind == "psnr-runtime")
-        if isinstance(found, str):
-            log(f"skipped figures/{kind.replace('-', '_vs_')}: {found}")
-            continue
-        points, scale, dataset = found
-        fig = _psnr_kind_figure(kind, points, scale, dataset, preset, reference_dir)
-        written += save_figure(fig, figures / f"{kind.replace('-', '_vs_')}_{dataset}_x{scale}")
-    for path in written:
-        if path.suffix == ".png":
-            log(f"wrote {path}")
-    return written
-
-
-def _psnr_kind_figure(
+def psnr_kind_figure(
     kind: str, points: pd.DataFrame, scale: int, dataset: str, preset: str, reference_dir: Path | None
 ) -> Figure:
     import pandas as pd
@@ -539,144 +389,16 @@ def _psnr_kind_figure(
         )
     points = points[points["runtime_ms"].notna()]
     device = points["runtime_device"].iloc[0]
+    threads = sorted({int(t) for t in points["threads"].dropna()}) if "threads" in points else []
+    spread = points["runtime_iqr_ms"].max() if "runtime_iqr_ms" in points else float("nan")
     return psnr_figure(
         points,
         "runtime_ms",
-        f"runtime (ms), {where}\n{device}",
+        f"runtime (ms, median; largest IQR {spread:,.1f} ms), {where}\n{device}"
+        + (f", {'/'.join(map(str, threads))} threads" if threads else ""),
         f"Measured here: {dataset} x{scale}",
         published,
         "runtime_ms",
         f"published runtime (ms), {where}\nNVIDIA GTX 1080Ti",
         f"Published (MemSR): {dataset} x{scale}",
     )
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def _stem(args: argparse.Namespace, default: str) -> Path:
-    return Path(args.out) if args.out else Path("reports") / "figures" / default
-
-
-def _report(paths: Sequence[Path]) -> int:
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
-
-
-def _cmd_psnr(args: argparse.Namespace) -> int:
-    from memsr_bench.measure import PRESETS
-    from memsr_bench.published import default_reference_dir
-
-    if args.preset not in PRESETS:
-        raise MemsrInputError("--preset", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-    store = ResultsStore(args.store)
-    points, reason = quality_points(store, args.scale, args.dataset, args.preset, args.y_variant)
-    if reason:
-        raise MemsrInputError(store.path, reason)
-    if args.kind == "psnr-runtime" and points["runtime_ms"].isna().all():
-        raise MemsrInputError(
-            store.path, f"no runtime rows for x{args.scale} at the {args.preset} input (see memsr-bench table)"
-        )
-    reference_dir = Path(args.reference) if args.reference else default_reference_dir()
-    if reference_dir is not None and not reference_dir.is_dir():
-        raise MemsrInputError("--reference", f"folder not found: {reference_dir}")
-    fig = _psnr_kind_figure(args.kind, points, args.scale, args.dataset, args.preset, reference_dir)
-    return _report(save_figure(fig, _stem(args, f"{args.kind.replace('-', '_vs_')}_{args.dataset}_x{args.scale}")))
-
-
-def _zoo_model(name: str, scale: int | None):
-    import zoo
-
-    if name not in zoo.names():
-        raise MemsrInputError(name, f"unknown model; choose one of: {', '.join(zoo.names())}")
-    spec = zoo.get_spec(name)
-    scale = spec.scales[-1] if scale is None else scale
-    if scale not in spec.scales:
-        raise MemsrInputError(name, f"scale x{scale} is not available (scales: {list(spec.scales)})")
-    return zoo.create(name, scale=scale), scale, 1 if spec.channels == "y" else 3
-
-
-def _cmd_timeline(args: argparse.Namespace) -> int:
-    from memsr_bench.measure.memory_model import predict_peak_memory
-    from memsr_bench.profile import lr_size_for, parse_size
-
-    model, scale, channels = _zoo_model(args.model, args.scale)
-    input_size = parse_size(args.input, "--input") if args.input else None
-    output_size = parse_size(args.output, "--output") if args.output else None
-    if args.preset:
-        from memsr_bench.measure import get_preset
-
-        get_preset(args.preset)
-    h, w = lr_size_for(scale, input_size, output_size, args.preset)
-    prediction = predict_peak_memory(model, (1, channels, h, w), lifetimes=args.lifetimes)
-    fig = timeline_figure(prediction, f"{args.model} x{scale}")
-    return _report(save_figure(fig, _stem(args, f"timeline_{args.model}_x{scale}")))
-
-
-def _cmd_peak_vs_size(args: argparse.Namespace) -> int:
-    from memsr_bench.measure.memory_model import peak_vs_input_size
-    from memsr_bench.profile import parse_size
-
-    sizes = [parse_size(s, "--sizes") for s in args.sizes] if args.sizes else hd_sizes(args.scale)
-    if len({h * w for h, w in sizes}) < 2:
-        raise MemsrInputError("--sizes", "give at least two sizes with different H·W")
-    fits = {}
-    for name in dict.fromkeys(args.models):
-        model, _, channels = _zoo_model(name, args.scale)
-        fits[model_label(name)] = peak_vs_input_size(model, sizes, channels=channels)
-    return _report(save_figure(peak_vs_size_figure(fits, args.scale), _stem(args, f"peak_vs_input_size_x{args.scale}")))
-
-
-def add_plot_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``plot KIND ...`` on the CLI's sub-parsers (each kind ``set_defaults(run=...)``)."""
-    pp = subparsers.add_parser(
-        "plot",
-        help="figures (PNG and SVG): psnr-memory, psnr-runtime, timeline, peak-vs-size",
-        description="Draw a figure as OUT.png and OUT.svg (default reports/figures/<name>). psnr-memory and "
-        "psnr-runtime read the results store (quality, efficiency and runtime rows); timeline and "
-        "peak-vs-size predict memory without data.",
-    )
-    kinds = pp.add_subparsers(dest="kind", required=True, metavar="KIND")
-
-    for kind, text in (
-        ("psnr-memory", "PSNR vs predicted peak memory, marker area ∝ params (FMEN Fig. 1 style)"),
-        ("psnr-runtime", "PSNR vs runtime, marker area ∝ params"),
-    ):
-        kp = kinds.add_parser(kind, help=text, description=text + "; from the results store.")
-        kp.add_argument("--scale", type=int, default=4, help="SR factor (default 4)")
-        kp.add_argument("--dataset", default="Set5", help="test set as stored (Set5, Set14, BSD100, ...)")
-        kp.add_argument(
-            "--preset", default="memsr", help="efficiency preset giving the input size (default memsr: HR 1920x1080)"
-        )
-        kp.add_argument("--y-variant", default="float", choices=["float", "rounded"], help="Y convention of PSNR")
-        kp.add_argument("--store", help="results store file (default $MEMSR_RESULTS or ~/.cache/memsr-bench/...)")
-        kp.add_argument("--reference", help="published tables folder (default ../shared/reference, if present)")
-        kp.add_argument("--out", help="output stem: writes OUT.png and OUT.svg")
-        kp.set_defaults(run=_cmd_psnr)
-
-    tl = kinds.add_parser(
-        "timeline",
-        help="predicted live memory after every op of one forward pass, peak node annotated",
-        description="Predicted memory timeline of a zoo model (fake tensors: any input size is cheap).",
-    )
-    tl.add_argument("model", help="zoo model name")
-    tl.add_argument("--scale", type=int, help="SR factor (default: the model's largest)")
-    tl.add_argument("--input", help="LR input HxW")
-    tl.add_argument("--output", help="HR output HxW (LR = output / scale)")
-    tl.add_argument("--preset", help="input of a preset: ntire2022 (LR 256x256), fmen (HR 1280x720), memsr (1920x1080)")
-    tl.add_argument("--lifetimes", choices=["eager", "last_use"], default="eager", help="when tensors are freed")
-    tl.add_argument("--out", help="output stem: writes OUT.png and OUT.svg")
-    tl.set_defaults(run=_cmd_timeline)
-
-    ps = kinds.add_parser(
-        "peak-vs-size",
-        help="predicted peak memory vs input size for several models, with the affine fit",
-        description="Predicted peak memory of each model at several LR sizes (default: the LR of 360p..4K outputs).",
-    )
-    ps.add_argument("models", nargs="+", metavar="MODEL", help="zoo model names")
-    ps.add_argument("--scale", type=int, default=4, help="SR factor (default 4)")
-    ps.add_argument("--sizes", nargs="+", metavar="HxW", help="LR input sizes (default: LR of 360p, 720p, ... 4K)")
-    ps.add_argument("--out", help="output stem: writes OUT.png and OUT.svg")
-    ps.set_defaults(run=_cmd_peak_vs_size)
-    return pp

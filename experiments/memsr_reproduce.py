@@ -1,7 +1,10 @@
 """A one-command, scaled-down reproduction of MemSR's ablation (T91, x2, a reduced EDSR-style teacher).
 
-    python -m memsr_bench.memsr.reproduce            # the full plan: about 75-90 min on 2 CPU cores
-    python -m memsr_bench.memsr.reproduce --smoke    # 6 steps of every run, Set5 only: 2 min + a time estimate
+Run from the repository root (the default paths are relative to the current directory):
+
+    python experiments/memsr_reproduce.py            # the full plan: about 75-90 min on 2 CPU cores
+    python experiments/memsr_reproduce.py --smoke    # 6 steps of every run, Set5 only: 2 min + a time estimate
+    python experiments/memsr_reproduce.py --rewrite-report   # re-render reports/memsr from its results.json
 
 The plan, with equal step budgets for every trained model (``epochs x steps_per_epoch`` steps of
 ``batch_size`` LR patches of ``patch_size`` px; LR made with MATLAB bicubic):
@@ -16,12 +19,15 @@ The plan, with equal step budgets for every trained model (``epochs x steps_per_
    + KD) and of the channel selection (not MemSR; no training);
 5. the initialisation alone over a range of theta (widths, params, Set5 PSNR before training);
 6. PSNR/SSIM (Y, crop = scale) on Set5/Set14/BSD100, params, MACs and predicted peak memory at a
-   1920x1080 output (MemSR's convention), written to ``reports/memsr/`` as ``reproduction.md``,
-   ``results.csv``, ``results.json`` and ``training_curves.png`` (Set5 PSNR and L1 during training).
+   1920x1080 output (MemSR's convention), written to ``--out`` (default ``reports/memsr``) as
+   ``reproduction.md``, ``results.csv``, ``results.json`` and ``training_curves.png`` (Set5 PSNR and
+   L1 during training).
 
-Checkpoints live in ``--work`` (default ``results/memsr-reproduce``, git-ignored); a rerun resumes
-every unfinished run and skips the finished ones. DIV2K is not available here, so absolute numbers
-are far below the paper's: only the ordering of the variants is comparable.
+Data: ``--train-dir`` (default ``../shared/train/T91``) and the test sets under ``--data-root``
+(default ``../shared/datasets``). Checkpoints live in ``--work`` (default ``results/memsr-reproduce``,
+git-ignored); a rerun resumes every unfinished run and skips the finished ones. DIV2K is not
+available here, so absolute numbers are far below the paper's: only the ordering of the variants is
+comparable. The script uses only the public API of ``memsr_bench`` and ``zoo``.
 """
 
 from __future__ import annotations
@@ -40,8 +46,12 @@ from torch import nn
 
 from memsr_bench.errors import MemsrInputError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
+# Defaults relative to the current directory: run from the repository root, next to ../shared.
+DEFAULT_TRAIN_DIR = "../shared/train/T91"
+DEFAULT_DATA_ROOT = "../shared/datasets"
+DEFAULT_OUT = "reports/memsr"
+DEFAULT_WORK = "results/memsr-reproduce"
+COMMAND = "python experiments/memsr_reproduce.py"
 
 PUBLISHED_ABLATION = (
     "MemSR's slides (x4, DIV2K training, Urban100): direct training 25.30 dB, KD 25.67, RepVGG 24.52, "
@@ -51,10 +61,10 @@ PUBLISHED_ABLATION = (
 
 @dataclass
 class Plan:
-    train_dir: str = str(SHARED / "train" / "T91")
-    data_root: str = str(SHARED / "datasets")
-    out_dir: str = str(REPO_ROOT / "reports" / "memsr")
-    work_dir: str = str(REPO_ROOT / "results" / "memsr-reproduce")
+    train_dir: str = DEFAULT_TRAIN_DIR
+    data_root: str = DEFAULT_DATA_ROOT
+    out_dir: str = DEFAULT_OUT
+    work_dir: str = DEFAULT_WORK
     scale: int = 2
     n_resblocks: int = 4
     n_feats: int = 32
@@ -103,7 +113,8 @@ TRAINED = ("teacher", *(name for name, _, distill, _ in STUDENT_RUNS if distill 
 PAPER_ORDER = ("memsr-init-kd", "memsr-init-l1", "student-random-kd", "student-random-l1")
 
 
-def _train_config(plan: Plan, lr: float, distill: bool):
+def train_config(plan: Plan, lr: float, distill: bool):
+    """The trainer settings of one run of ``plan`` (``distill``: with the plan's KD weight)."""
     from memsr_bench.memsr.train import TrainConfig
 
     return TrainConfig(
@@ -150,24 +161,27 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
         random_student,
     )
     from memsr_bench.memsr.train import evaluate_model, train
+    from memsr_bench.model import load_model
     from memsr_bench.upscalers import BicubicUpscaler
-    from zoo.edsr import EDSR
-    from zoo.registry import get_spec
 
     for folder in [Path(plan.train_dir)] + [Path(plan.data_root) / s for s in (*plan.sets, plan.val_set)]:
         if not folder.is_dir():
-            raise MemsrInputError(folder, "folder not found (the reproduction needs ../shared: T91 and the test sets)")
+            raise MemsrInputError(
+                folder,
+                "folder not found (T91 and the test sets: run from the repository root or give "
+                "--train-dir / --data-root)",
+            )
     work, out = Path(plan.work_dir), Path(plan.out_dir)
     t_all = time.perf_counter()
     timings: dict[str, Any] = {}
 
     # 1. teacher
     torch.manual_seed(plan.seed)
-    teacher = EDSR(scale=plan.scale, n_resblocks=plan.n_resblocks, n_feats=plan.n_feats)
-    teacher.zoo_spec = get_spec("edsr-baseline")
+    config = {"n_resblocks": plan.n_resblocks, "n_feats": plan.n_feats}
+    teacher = load_model("edsr-baseline", plan.scale, config=config).module
     res = train(
         teacher,
-        _train_config(plan, plan.teacher_lr, False),
+        train_config(plan, plan.teacher_lr, False),
         work / "teacher",
         resume=True,
         progress=progress,
@@ -215,7 +229,7 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
             student, bridges = copy.deepcopy(init.student), copy.deepcopy(init.bridges)
         res = train(
             student,
-            _train_config(plan, plan.student_lr, distill),
+            train_config(plan, plan.student_lr, distill),
             work / name,
             teacher=plain if distill else None,
             bridges=bridges if distill else None,
@@ -290,7 +304,7 @@ def run(plan: Plan, progress: bool | None = None) -> dict[str, Any]:
         row.update(
             params=eff["params"],
             conv_macs_G=eff["conv_macs"] / 1e9,
-            peak_MiB=eff["peak_bytes"] / 2**20,
+            peak_MiB=eff["peak_memory_bytes_predicted"] / 2**20,
             train_steps=plan.steps if name in TRAINED else 0,
         )
         rows.append(row)
@@ -458,8 +472,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"# MemSR, scaled down: T91, x{plan['scale']}, EDSR-style {plan['n_resblocks']}x{plan['n_feats']} teacher"
         + (" (SMOKE RUN: a few steps, numbers meaningless)" if plan["smoke"] else ""),
         "",
-        "Regenerate: `python -m memsr_bench.memsr.reproduce` (one command; resumes from its checkpoints in "
-        f"`results/memsr-reproduce`). Training took {train_seconds / 60:.0f} min in all (the epochs' recorded "
+        f"Regenerate: `{COMMAND}` (one command, from the repository root; resumes from its checkpoints in "
+        f"`{DEFAULT_WORK}`). Training took {train_seconds / 60:.0f} min in all (the epochs' recorded "
         f"wall times, validation included, over every session that ran them) and the last session's "
         f"initialisation, evaluation and report {(t['total']['seconds'] - session_train) / 60:.0f} min, on "
         f"{results['torch_threads']} CPU threads"
@@ -588,19 +602,28 @@ def _read_results(path: Path) -> dict[str, Any]:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m memsr_bench.memsr.reproduce",
+        prog=COMMAND,
         description="Scaled-down MemSR reproduction on T91 (x2): teacher, plain conversion, MemSR initialisation, "
-        "students with equal step budgets, PSNR/SSIM/params/MACs/memory table and training curves.",
+        "students with equal step budgets, PSNR/SSIM/params/MACs/memory table and training curves. Run it from "
+        "the repository root: the default paths are relative to the current directory.",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="a few steps of everything, Set5 only; prints a time estimate"
     )
+    parser.add_argument("--train-dir", default=DEFAULT_TRAIN_DIR, help=f"HR training images ({DEFAULT_TRAIN_DIR})")
     parser.add_argument(
-        "--out", default=None, help="report folder (default reports/memsr; smoke: /tmp/memsr-smoke/report)"
+        "--data-root",
+        default=DEFAULT_DATA_ROOT,
+        help=f"folder of the test sets Set5, Set14, BSD100 ({DEFAULT_DATA_ROOT})",
     )
-    parser.add_argument("--work", default=None, help="checkpoint folder (default results/memsr-reproduce)")
+    parser.add_argument(
+        "--out", default=None, help=f"report folder (default {DEFAULT_OUT}; smoke: /tmp/memsr-smoke/report)"
+    )
+    parser.add_argument(
+        "--work", default=None, help=f"checkpoint folder (default {DEFAULT_WORK}; smoke: /tmp/memsr-smoke/work)"
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -610,8 +633,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only rewrite the report files from the results.json already in --out (no training, no evaluation)",
     )
-    args = parser.parse_args(argv)
-    full = Plan(device=args.device)
+    return parser
+
+
+def _plans_from_args(args: argparse.Namespace) -> tuple[Plan, Plan]:
+    """``(plan to run, full plan)`` for the command-line options (the full plan sizes a smoke run's estimate)."""
+    full = Plan(train_dir=args.train_dir, data_root=args.data_root, device=args.device)
     plan = replace(full, smoke=True, **SMOKE) if args.smoke else replace(full)
     if args.smoke:
         plan = replace(plan, out_dir="/tmp/memsr-smoke/report", work_dir="/tmp/memsr-smoke/work")
@@ -623,6 +650,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, out_dir=args.out)
     if args.work:
         plan = replace(plan, work_dir=args.work)
+    return plan, full
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plan, full = _plans_from_args(args)
     try:
         if args.rewrite_report:
             results = _read_results(Path(plan.out_dir) / "results.json")
@@ -630,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = run(plan, progress=not args.no_progress)
     except MemsrInputError as err:
-        print(f"memsr-bench: error: {err}", file=sys.stderr)
+        print(f"memsr_reproduce: error: {err}", file=sys.stderr)
         return 2
     print((Path(plan.out_dir) / "reproduction.md").read_text())
     if args.smoke:

@@ -6,6 +6,7 @@ raises :class:`memsr_bench.errors.MemsrInputError`.
 
     memsr-bench convert plain edsr-baseline --scale 2 --check --json
     memsr-bench convert plain edsr-baseline --config n_resblocks=5 n_feats=24 --check --out plain.pt
+    memsr-bench convert plain my_models.py:build_edsr --check
     memsr-bench convert student runs/teacher/checkpoint.pt --theta 0.05 --calib ../shared/train/T91
     memsr-bench train teacher edsr-baseline --config n_resblocks=4 n_feats=32 --scale 2 \\
         --train-dir ../shared/train/T91 --val-dir ../shared/datasets/Set5 --out runs/teacher
@@ -16,51 +17,49 @@ raises :class:`memsr_bench.errors.MemsrInputError`.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
-import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memsr_bench.errors import MemsrInputError
+from memsr_bench.units import parse_size
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["add_convert_parsers", "load_teacher", "parse_config", "parse_size"]
+__all__ = ["add_convert_parsers", "load_teacher"]
 
 _TEACHER_HELP = (
-    "the teacher: a zoo model name (edsr-baseline, edsr, plain, plain-m; see `memsr-bench zoo`) or a "
-    "model file written by `memsr-bench train` / `convert` (it carries its architecture)"
+    "the teacher: a model reference (a zoo name such as edsr-baseline or edsr, see `memsr-bench zoo`; "
+    "FILE.py:factory; package.module:factory; an installed entry point) or a model file (.pt) written by "
+    "`memsr-bench train` / `convert` (it carries its architecture). The MemSR tools convert EDSR-style models"
 )
+MEMSR_INPUT_RANGE = 255.0  # the MemSR tools feed RGB in 0..255 (EDSR's convention)
+_MODEL_FILE_SUFFIXES = (".pt", ".pth")
 
 
 # ------------------------------------------------------------------------------------ helpers
 
 
-def parse_config(items: list[str] | None) -> dict[str, Any]:
-    """``["n_resblocks=5", "res_scale=0.1"]`` -> ``{"n_resblocks": 5, "res_scale": 0.1}`` (Python literals,
-    anything else is kept as a string)."""
-    config: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not re.fullmatch(r"[A-Za-z_]\w*", key.strip()):
-            raise MemsrInputError("--config", f"expected KEY=VALUE (e.g. n_resblocks=5), got {item!r}")
-        try:
-            parsed = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            parsed = value.strip()
-        config[key.strip()] = parsed
-    return config
+def _is_model_file(teacher: str) -> bool:
+    """A memsr-bench model file rather than a model reference (``FILE.py:factory`` is a reference)."""
+    path = Path(teacher)
+    return path.suffix in _MODEL_FILE_SUFFIXES or (path.is_file() and path.suffix != ".py")
 
 
-def parse_size(text: str, what: str) -> tuple[int, int]:
-    """``"1080x1920"`` (H x W) -> ``(1080, 1920)``."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise MemsrInputError(what, f"expected HxW with positive integers (e.g. 1080x1920), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+def _load_model_file(path: Path, scale: int | None, checkpoint: str | None, config: list[str] | None):
+    from memsr_bench.memsr.modelio import load_model_file
+
+    if not path.is_file():
+        raise MemsrInputError(path, "teacher model file not found")
+    if config:
+        raise MemsrInputError("--config", "a model file carries its architecture: drop --config")
+    if checkpoint:
+        raise MemsrInputError("--checkpoint", "the model file already holds the weights: drop --checkpoint")
+    model, _, _ = load_model_file(path)
+    if scale is not None and int(scale) != int(model.scale):
+        raise MemsrInputError(path, f"the model is x{model.scale}, not x{scale}")
+    return model
 
 
 def load_teacher(
@@ -70,43 +69,25 @@ def load_teacher(
     config: list[str] | None = None,
     seed: int = 0,
 ) -> nn.Module:
-    """A teacher from a zoo name (random weights seeded by ``seed`` unless ``checkpoint``) or a model file."""
-    from memsr_bench.memsr.modelio import load_model_file
-
-    path = Path(teacher)
-    if path.suffix in (".pt", ".pth") or path.is_file():
-        if not path.is_file():
-            raise MemsrInputError(path, "teacher model file not found")
-        if config:
-            raise MemsrInputError("--config", "a model file carries its architecture: drop --config")
-        if checkpoint:
-            raise MemsrInputError("--checkpoint", "the model file already holds the weights: drop --checkpoint")
-        model, _, _ = load_model_file(path)
-        if scale is not None and int(scale) != int(model.scale):
-            raise MemsrInputError(path, f"the model is x{model.scale}, not x{scale}")
-        return model
+    """The teacher module: a memsr-bench model file, or any model reference resolved by
+    :func:`memsr_bench.model.load_model` (``config`` as ``KEY=VALUE`` strings; random weights seeded
+    by ``seed`` unless ``checkpoint``)."""
+    if _is_model_file(teacher):
+        return _load_model_file(Path(teacher), scale, checkpoint, config)
     import torch
 
-    import zoo
+    from memsr_bench.model import load_model, parse_config, resolve_model
 
-    if teacher not in zoo.names():
-        raise MemsrInputError(teacher, f"unknown teacher; {_TEACHER_HELP}")
     cfg = parse_config(config)
-    torch.manual_seed(seed)
-    try:
-        return zoo.create(teacher, scale=scale, checkpoint=checkpoint, **cfg)
-    except TypeError as err:
-        raise MemsrInputError("--config", f"{teacher} does not accept {sorted(cfg)}: {err}") from None
-    except ValueError as err:
-        raise MemsrInputError("--config", f"invalid configuration for {teacher}: {err}") from None
+    entry = resolve_model(teacher)
+    if entry.metadata_from != "register_model":  # unregistered factory: it reads what the tools feed it
+        entry = resolve_model(teacher, input_range=MEMSR_INPUT_RANGE)
+    torch.manual_seed(seed)  # the random weights (a checkpoint replaces them)
+    return load_model(entry, scale, config=cfg, weights=checkpoint).module
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
-
-
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 # ------------------------------------------------------------------------------------ convert
@@ -120,6 +101,20 @@ def _plainify_from_args(args: argparse.Namespace):
         teacher, carry=args.carry, skip_offset=args.skip_offset, fold_input_shift=args.fold_mean_shift
     )
     return teacher, plain, report
+
+
+def _print_plain_report(args: argparse.Namespace, report, size: tuple[int, int], ok: bool) -> None:
+    print(f"teacher {args.teacher} x{report.scale}: {report.teacher_params:,} params, {report.n_skips} skips")
+    print(f"plain model: {len(report.widths)} layers, widths {report.widths_text}, {report.plain_params:,} params")
+    print(report.explanation())
+    if report.max_abs_diff is not None:
+        verdict = "OK" if ok else f"ABOVE the tolerance {args.tolerance:g}"
+        print(
+            f"check: max |teacher - plain| = {report.max_abs_diff:.3g} on a random {size[0]}x{size[1]} image "
+            f"in 0..255 ({verdict})"
+        )
+    if args.out:
+        print(f"wrote {args.out}")
 
 
 def _cmd_convert_plain(args: argparse.Namespace) -> int:
@@ -138,17 +133,7 @@ def _cmd_convert_plain(args: argparse.Namespace) -> int:
         out.update(check_size=list(size) if args.check else None, tolerance=args.tolerance, out=args.out, ok=ok)
         _print_json(out)
     else:
-        print(f"teacher {args.teacher} x{report.scale}: {report.teacher_params:,} params, {report.n_skips} skips")
-        print(f"plain model: {len(report.widths)} layers, widths {report.widths_text}, {report.plain_params:,} params")
-        print(report.explanation())
-        if report.max_abs_diff is not None:
-            verdict = "OK" if ok else f"ABOVE the tolerance {args.tolerance:g}"
-            print(
-                f"check: max |teacher - plain| = {report.max_abs_diff:.3g} on a random {size[0]}x{size[1]} image "
-                f"in 0..255 ({verdict})"
-            )
-        if args.out:
-            print(f"wrote {args.out}")
+        _print_plain_report(args, report, size, ok)
     return 0 if ok else 1
 
 
@@ -182,12 +167,12 @@ def _cmd_convert_student(args: argparse.Namespace) -> int:
     if args.json:
         result["out"] = args.out
         _print_json(result)
-    else:
-        rule = f"fix_r = {args.fix_r}" if args.fix_r is not None else f"theta = {args.theta:g}"
-        print(f"plain teacher widths {report.widths_text}; student ({rule}):")
-        print("\n".join(summary_lines(init)))
-        if args.out:
-            print(f"wrote {args.out} (student + bridges)")
+        return 0
+    rule = f"fix_r = {args.fix_r}" if args.fix_r is not None else f"theta = {args.theta:g}"
+    print(f"plain teacher widths {report.widths_text}; student ({rule}):")
+    print("\n".join(summary_lines(init)))
+    if args.out:
+        print(f"wrote {args.out} (student + bridges)")
     return 0
 
 
@@ -207,7 +192,7 @@ def _train_config(args: argparse.Namespace, scale: int, distill_coe: float = 0.0
         lr=args.lr,
         schedule=args.schedule,
         distill_coe=distill_coe,
-        distill_alpha=args.distill_alpha if hasattr(args, "distill_alpha") else 1e-5,
+        distill_alpha=getattr(args, "distill_alpha", 1e-5),
         val_dir=str(args.val_dir) if args.val_dir else None,
         val_every=args.val_every,
         seed=args.seed,
@@ -226,13 +211,11 @@ def _report_training(args: argparse.Namespace, result, extra: dict[str, Any]) ->
     }
     if args.json:
         _print_json(summary)
-    else:
-        psnr = (
-            f", validation PSNR {last['val_psnr']:.3f} dB (Y, crop = scale) on {args.val_dir}"
-            if "val_psnr" in last
-            else ""
-        )
-        print(f"trained {result.steps_run} steps in {result.seconds:.0f} s{psnr}; checkpoint {result.checkpoint}")
+        return 0
+    psnr = ""
+    if "val_psnr" in last:
+        psnr = f", validation PSNR {last['val_psnr']:.3f} dB (Y, crop = scale) on {args.val_dir}"
+    print(f"trained {result.steps_run} steps in {result.seconds:.0f} s{psnr}; checkpoint {result.checkpoint}")
     return 0
 
 
@@ -247,11 +230,20 @@ def _cmd_train_teacher(args: argparse.Namespace) -> int:
     return _report_training(args, result, {"model": args.model, "arch": arch})
 
 
-def _cmd_train_student(args: argparse.Namespace) -> int:
+def _student_and_bridges(args: argparse.Namespace, plain, init):
+    """MemSR init (SVD student and bridges), or the same architecture with fresh weights."""
+    from memsr_bench.memsr.student_init import random_bridges, random_student
 
+    if args.init == "memsr":
+        return init.student, init.bridges
+    student = random_student(plain, init.widths, seed=args.seed)
+    return student, random_bridges(init.widths, init.teacher_widths, seed=args.seed)
+
+
+def _cmd_train_student(args: argparse.Namespace) -> int:
     from memsr_bench.memsr.data import calibration_batch
     from memsr_bench.memsr.plainify import plainify
-    from memsr_bench.memsr.student_init import init_student, random_bridges, random_student
+    from memsr_bench.memsr.student_init import init_student
     from memsr_bench.memsr.train import train
 
     teacher = load_teacher(args.teacher, args.scale, args.checkpoint, args.config, args.seed)
@@ -259,14 +251,8 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
     calib_dir = args.calib or args.train_dir
     calib = calibration_batch(calib_dir, plain.scale, n=args.n_calib, patch_size=args.calib_patch, seed=args.seed)
     init = init_student(plain, calib, theta=args.theta, fix_r=args.fix_r, method=args.decomposition, seed=args.seed)
-    if args.init == "memsr":
-        student, bridges = init.student, init.bridges
-    else:
-        student = random_student(plain, init.widths, seed=args.seed)  # same architecture, fresh weights
-        bridges = random_bridges(init.widths, init.teacher_widths, seed=args.seed)
-    coe = args.distill_coe if args.distill else 0.0
-    config = _train_config(args, plain.scale, distill_coe=coe)
-    name = f"student-{args.init}{'-kd' if args.distill else ''}"
+    student, bridges = _student_and_bridges(args, plain, init)
+    config = _train_config(args, plain.scale, distill_coe=args.distill_coe if args.distill else 0.0)
     result = train(
         student,
         config,
@@ -275,7 +261,7 @@ def _cmd_train_student(args: argparse.Namespace) -> int:
         bridges=bridges if args.distill else None,
         resume=args.resume,
         progress=not args.no_progress,
-        name=name,
+        name=f"student-{args.init}{'-kd' if args.distill else ''}",
         report={"init": args.init, "distill": bool(args.distill), "student": init.as_dict()},
     )
     return _report_training(args, result, {"init": args.init, "distill": bool(args.distill), "widths": init.widths})
@@ -290,14 +276,15 @@ def _add_teacher_args(p: argparse.ArgumentParser, positional: str = "teacher") -
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="weights for a zoo teacher (a checkpoint file; default: random weights)",
+        help="weights for a model reference (a checkpoint file or weights directory; default: random weights "
+        "seeded by --seed)",
     )
     p.add_argument(
         "--config",
         nargs="+",
         default=None,
         metavar="KEY=VALUE",
-        help="override the zoo model's hyperparameters, e.g. --config n_resblocks=5 n_feats=24 res_scale=0.1",
+        help="arguments of the model's factory, e.g. --config n_resblocks=5 n_feats=24 res_scale=0.1",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for random weights, calibration and training (0)")
 
@@ -347,10 +334,7 @@ def _add_calib_args(p: argparse.ArgumentParser, default_help: str) -> None:
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--train-dir",
-        required=True,
-        metavar="DIR",
-        help="folder of HR training images, e.g. ../shared/train/T91",
+        "--train-dir", required=True, metavar="DIR", help="folder of HR training images, e.g. ../shared/train/T91"
     )
     p.add_argument(
         "--val-dir",
@@ -377,17 +361,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
-def add_convert_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``convert`` (``plain``, ``student``) and ``train`` (``teacher``, ``student``)."""
-    conv = subparsers.add_parser(
-        "convert",
-        help="MemSR conversion: residual teacher -> equivalent plain model -> initialised narrow student",
-        description="MemSR (Wu, Lee, Ma, ICML 2022) conversion tools. `convert plain` turns a residual teacher "
-        "into an exactly equivalent plain network; `convert student` also initialises a narrow plain student "
-        "from it (per-layer SVD of calibration features) and reports its widths, params, MACs and memory.",
-    )
-    csub = conv.add_subparsers(dest="convert_command", required=True, metavar="WHAT")
-
+def _add_convert_plain(csub: argparse._SubParsersAction) -> None:
     pl = csub.add_parser(
         "plain",
         help="teacher -> equivalent plain network (stage 1)",
@@ -414,6 +388,8 @@ def add_convert_parsers(subparsers: argparse._SubParsersAction) -> None:
     pl.add_argument("--json", action="store_true", help="print a JSON report (widths, params, max_abs_diff, layers)")
     pl.set_defaults(run=_cmd_convert_plain)
 
+
+def _add_convert_student(csub: argparse._SubParsersAction) -> None:
     st = csub.add_parser(
         "student",
         help="teacher -> plain -> initialised narrow student (stages 1 and 2)",
@@ -439,26 +415,15 @@ def add_convert_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="HR output size for MACs and memory (1080x1920, MemSR's)",
     )
     st.add_argument("--no-efficiency", action="store_true", help="skip the MACs / memory report")
-    st.add_argument(
-        "--out",
-        default=None,
-        metavar="FILE",
-        help="save the student and its bridges (a memsr-bench model file)",
-    )
+    st.add_argument("--out", default=None, metavar="FILE", help="save the student and its bridges (a model file)")
     st.add_argument("--json", action="store_true", help="print a JSON report")
     st.set_defaults(run=_cmd_convert_student)
 
-    tr = subparsers.add_parser(
-        "train",
-        help="train a teacher, or a plain student (random or MemSR init, optional distillation)",
-        description="A small deterministic trainer: random LR/HR patches from a folder of HR images (LR by "
-        "MATLAB bicubic), flips/rotations, L1 on 0..255, Adam, learning-rate schedule, checkpoint + resume, "
-        "validation after each epoch. Scaled-down runs on T91 are what this project can afford.",
-    )
-    tsub = tr.add_subparsers(dest="train_command", required=True, metavar="WHAT")
+
+def _add_train_teacher(tsub: argparse._SubParsersAction) -> None:
     tt = tsub.add_parser(
         "teacher",
-        help="train a zoo model from scratch (edsr-baseline, edsr, plain, plain-m)",
+        help="train a teacher from scratch (edsr-baseline, edsr, or any EDSR-style model reference)",
         description="Train a teacher. Example: memsr-bench train teacher edsr-baseline --scale 2 --config "
         "n_resblocks=4 n_feats=32 --train-dir ../shared/train/T91 --val-dir ../shared/datasets/Set5 "
         "--epochs 20 --lr 5e-4 --out runs/teacher",
@@ -467,6 +432,8 @@ def add_convert_parsers(subparsers: argparse._SubParsersAction) -> None:
     _add_train_args(tt)
     tt.set_defaults(run=_cmd_train_teacher)
 
+
+def _add_train_student(tsub: argparse._SubParsersAction) -> None:
     ts = tsub.add_parser(
         "student",
         help="train a plain student of a teacher: direct (random init), MemSR init, and/or distillation",
@@ -489,16 +456,25 @@ def add_convert_parsers(subparsers: argparse._SubParsersAction) -> None:
     ts.set_defaults(run=_cmd_train_student)
 
 
-def main(argv: list[str] | None = None) -> int:  # pragma: no cover - for `python -m` use before wiring
-    parser = argparse.ArgumentParser(prog="memsr-bench")
-    add_convert_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except MemsrInputError as err:
-        print(f"memsr-bench: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def add_convert_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``convert`` (``plain``, ``student``) and ``train`` (``teacher``, ``student``)."""
+    conv = subparsers.add_parser(
+        "convert",
+        help="MemSR conversion: residual teacher -> equivalent plain model -> initialised narrow student",
+        description="MemSR (Wu, Lee, Ma, ICML 2022) conversion tools. `convert plain` turns a residual teacher "
+        "into an exactly equivalent plain network; `convert student` also initialises a narrow plain student "
+        "from it (per-layer SVD of calibration features) and reports its widths, params, MACs and memory.",
+    )
+    csub = conv.add_subparsers(dest="convert_command", required=True, metavar="WHAT")
+    _add_convert_plain(csub)
+    _add_convert_student(csub)
+    tr = subparsers.add_parser(
+        "train",
+        help="train a teacher, or a plain student (random or MemSR init, optional distillation)",
+        description="A small deterministic trainer: random LR/HR patches from a folder of HR images (LR by "
+        "MATLAB bicubic), flips/rotations, L1 on 0..255, Adam, learning-rate schedule, checkpoint + resume, "
+        "validation after each epoch. Scaled-down runs on T91 are what this project can afford.",
+    )
+    tsub = tr.add_subparsers(dest="train_command", required=True, metavar="WHAT")
+    _add_train_teacher(tsub)
+    _add_train_student(tsub)

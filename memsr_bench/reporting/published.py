@@ -87,3 +87,31 @@ def published_efficiency(reference_dir: Path) -> pd.DataFrame:
 
     table["zoo_model"] = table.apply(zoo_name, axis=1)
     return table
+
+
+def published_as(model: str, source_prefix: str) -> str | None:
+    """The row name of a measured model in a published table; bicubic is "Bicubic" in every source."""
+    return published_name(model, source_prefix) or ("Bicubic" if model == "bicubic" else None)
+
+
+def join_published(
+    measured: pd.DataFrame,
+    published: pd.DataFrame,
+    source_prefix: str,
+    on: tuple[str, ...],
+    columns: dict[str, str],
+) -> pd.DataFrame:
+    """``measured`` with the published ``columns`` ({published column: new name}) beside each row.
+
+    The one join of measured and published numbers: keyed by data — the model's row name in the
+    source (:func:`published_as`) and the ``on`` columns (``scale``, ``dataset``) — never by display
+    labels. Rows the source does not list get NaN; the measured rows keep their order.
+    """
+    rows = published[published["source"].str.startswith(source_prefix)]
+    rows = rows.rename(columns={"model": "_published_as", **columns})[["_published_as", *on, *columns.values()]]
+    rows = rows.drop_duplicates(["_published_as", *on])
+    keyed = measured.assign(_published_as=[published_as(m, source_prefix) for m in measured["model"]])
+    for col in on:
+        keyed[col] = keyed[col].astype(rows[col].dtype) if len(rows) else keyed[col]
+    joined = keyed.merge(rows, on=["_published_as", *on], how="left")
+    return joined.drop(columns="_published_as").set_axis(measured.index)

@@ -1,0 +1,48 @@
+"""The ``memsr-bench`` command line (also ``python -m memsr_bench``): a thin layer over the library.
+
+One module per command group registers its sub-commands (``add_parsers``); shared options are
+declared once in :mod:`memsr_bench.cli.options`. Bad input raises MemsrInputError, which ``main``
+prints as one line on stderr with exit code 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from memsr_bench.errors import MemsrInputError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from memsr_bench.cli import convert, plot, profile, quality, report, table, zoo
+
+    parser = argparse.ArgumentParser(
+        prog="memsr-bench",
+        description="Benchmark and memory analysis for efficient single-image super-resolution. Every MODEL "
+        "is a zoo name, path/to/file.py:factory, package.module:factory or an installed entry point.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (quality, profile, table, plot, report, zoo):
+        group.add_parsers(sub)
+    convert.add_convert_parsers(sub)  # convert plain / convert student / train (MemSR tools)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except MemsrInputError as err:
+        print(f"memsr-bench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memsr-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

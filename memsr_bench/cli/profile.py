@@ -1,0 +1,121 @@
+"""``memsr-bench profile MODEL``: every quantity of one model at one input, each named for its convention."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from memsr_bench.cli import options
+from memsr_bench.measure.quantities import QUANTITIES
+
+DEFAULT_LR_SIZE = (256, 256)
+_QUANTITY_LINES = "\n".join(f"  {q.name}: {q.definition}" for q in QUANTITIES.values())
+
+
+def _print_text(loaded, result) -> None:
+    shape = result.input_shape
+    print(
+        f"{loaded.name} x{loaded.scale}, LR input {shape[2]}x{shape[3]} (output {shape[2] * loaded.scale}x"
+        f"{shape[3] * loaded.scale}); {loaded.entry.origin}"
+    )
+    print(f"  input              {loaded.entry.describe_input()}")
+    weights = loaded.weights.describe() if loaded.weights else "random initialisation (counts do not need weights)"
+    print(f"  weights            {weights}")
+    print(
+        f"  fingerprint        {loaded.fingerprint}"
+        + (
+            f"; deploy form: {len(loaded.deploy_calls)} calls "
+            f"({', '.join(loaded.deploy_calls[:3])}{', ...' if len(loaded.deploy_calls) > 3 else ''})"
+            if loaded.deploy_calls
+            else ""
+        )
+    )
+    labels = {q: label for label, q, _ in result.reported()}
+    from memsr_bench.units import format_bytes
+
+    for name, value in result.values.items():
+        unit = QUANTITIES[name].unit
+        if unit == "B":
+            text = format_bytes(value, exact=True)
+        elif unit == "ms":
+            text = f"{value:,.2f} ms"
+        else:
+            text = f"{value:,}" + (f"  ({value / 1e9:.2f} G)" if value >= 1e9 else "")
+        label = f"  [{result.preset} {labels[name]}]" if name in labels else ""
+        print(f"  {name:<38} {text}{label}")
+    details = result.details
+    print(
+        f"  peak node          {details.get('peak_node')}; runtime on {details.get('device_name', result.device)}, "
+        f"{details.get('threads')} threads"
+    )
+    if details.get("unsupported_ops"):
+        print(f"  uncounted ops: {details['unsupported_ops']}")
+    print("definitions (memsr-bench profile --help lists every quantity):")
+    for name, text in result.conventions().items():
+        if name in result.values or name == "input":
+            print(f"  {name}: {text}")
+
+
+def _warn_unused(loaded, result) -> None:
+    unused = result.unused_params()
+    if unused:
+        print(
+            f"memsr-bench: warning: {unused:,} of {result['params']:,} parameters of {loaded.name} are not used by the "
+            f"forward pass (training-only branches?); params_used = {result['params_used']:,}"
+            + ("" if loaded.deploy_calls else "; --deploy measures the deploy form"),
+            file=sys.stderr,
+        )
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from memsr_bench.measure.presets import get_preset
+    from memsr_bench.measure.profile import input_channels, profile
+    from memsr_bench.model import load_model
+    from memsr_bench.results import ResultsStore
+    from memsr_bench.results.cells import stored_profile
+
+    loaded = load_model(args.model, args.scale, weights=args.weights, **options.model_options(args))
+    size = options.lr_size(args, loaded.scale)
+    if size is None:
+        size = get_preset(args.preset).lr_shape(loaded.scale) if args.preset else DEFAULT_LR_SIZE
+    shape = (1, input_channels(loaded.module), *size)
+    live = [q for q in QUANTITIES if QUANTITIES[q].group in ("runtime", "measured")]
+    counted = [q for q in QUANTITIES if q not in live]
+    result = stored_profile(ResultsStore(args.store), loaded, shape, counted, preset=args.preset, force=args.force)
+    if args.runtime:
+        measured = profile(
+            loaded.module, shape, quantities=live, device=args.device, runtime=options.runtime_options(args)
+        )
+        result.values.update(measured.values)
+        result.details.update(measured.details)
+        result.device = args.device
+    _warn_unused(loaded, result)
+    if args.json:
+        options.print_json({**loaded.describe(), **result.to_json(), "model": loaded.name})
+    else:
+        _print_text(loaded, result)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="params, MACs, FLOPs, activations, convs, runtime, measured and predicted peak memory of any model",
+        description="Profile a model at one input size: --input HxW (LR), --output HxW (HR), or the preset's rule "
+        "(ntire2022: LR 256x256; fmen: HR 1280x720; memsr: HR 1920x1080); default LR 256x256. Counts come from "
+        "the results store when this architecture was counted before at this input (keyed by its fingerprint); "
+        "runtime and measured memory are measured every time.",
+        epilog="Quantities, each named for its convention:\n" + _QUANTITY_LINES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    options.add_model(p)
+    p.add_argument("--scale", type=options.positive_int, help="upscaling factor (default: the model's first)")
+    p.add_argument("--weights", help="checkpoint file or weights folder (efficiency does not need one)")
+    options.add_input_size(p)
+    options.add_preset(p)
+    options.add_device(p)
+    options.add_runtime(p)
+    p.add_argument("--no-runtime", dest="runtime", action="store_false", help="skip runtime and measured memory")
+    options.add_store(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_cmd_profile)

@@ -1,0 +1,90 @@
+"""``memsr-bench table PRESET``: a published comparison table measured here, for the zoo or your models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from memsr_bench.cli import options
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.reporting.render import FORMATS
+from memsr_bench.reporting.tables import CPU_MAX_GMACS, CPU_TIMING, CUDA_TIMING, PRESETS
+
+
+def existing_dir(value: str | None, option: str) -> Path | None:
+    if value is None:
+        return None
+    if not Path(value).is_dir():
+        raise MemsrInputError(option, f"folder not found: {value}")
+    return Path(value)
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    from memsr_bench.measure.profile import RuntimeOptions
+    from memsr_bench.reporting.published import default_reference_dir
+    from memsr_bench.reporting.tables import build_table
+    from memsr_bench.results import ResultsStore
+
+    data_root = existing_dir(args.data_root, "--data-root")
+    weights = existing_dir(args.weights, "--weights")
+    reference_dir = existing_dir(args.reference, "--reference") if args.reference else default_reference_dir()
+    default = CUDA_TIMING if args.device.startswith("cuda") else CPU_TIMING
+    runtime = RuntimeOptions(
+        warmup=default.warmup if args.warmup is None else args.warmup,
+        repeats=default.repeats if args.repeats is None else args.repeats,
+    )
+    table = build_table(
+        args.preset,
+        ResultsStore(args.store),
+        models=options.model_choice(args),
+        data_root=data_root,
+        weights=weights,
+        reference_dir=reference_dir,
+        device=args.device,
+        runtime=runtime,
+        max_gmacs=args.max_gmacs,
+        force=args.force,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    if args.out:
+        for path in table.write(Path(args.out)):
+            print(f"wrote {path}", file=sys.stderr)
+    print(table.render(args.format))
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "table",
+        help="a published comparison table (fmen-table3, fmen-table4, memsr-table) measured here, any models",
+        description="Build a published comparison table from measurements (cached in the results store, keyed by "
+        "each model's architecture fingerprint), with the published figure and the difference beside every "
+        "measured one. Rows: the zoo, or --models mixing zoo names and your own references. PSNR/SSIM: measured "
+        "with the public checkpoints in --weights, or read from the rows `memsr-bench eval` stored for the same "
+        "architecture. Missing data (no weights, no data set, a cell too heavy for the CPU) stays missing.",
+    )
+    p.add_argument("preset", metavar="PRESET", choices=list(PRESETS), help=f"one of: {', '.join(PRESETS)}")
+    options.add_models(p, "default: every zoo model (--config/--deploy/--input-range/--channels apply to yours)")
+    p.add_argument("--data-root", help="folder holding the test sets (e.g. ../shared/datasets); PSNR/SSIM need it")
+    p.add_argument("--weights", help="weights folder with public checkpoints (e.g. ../shared/weights)")
+    p.add_argument("--format", default="md", choices=FORMATS, help="printed format: md, csv or latex (default md)")
+    p.add_argument("--out", help="also write OUT.md, OUT.csv and OUT.tex (e.g. reports/tables/fmen-table3)")
+    p.add_argument("--reference", help="folder with the published CSVs (default ../shared/reference)")
+    options.add_store(p)
+    options.add_device(p, "runtime, memory and PSNR/SSIM")
+    p.add_argument("--warmup", type=options.non_negative_int, help="untimed passes (default 1 on CPU, 10 on CUDA)")
+    p.add_argument("--repeats", type=options.positive_int, help="timed passes (default 3 on CPU, 100 on CUDA)")
+    p.add_argument(
+        "--max-gmacs",
+        type=_positive_float,
+        help=f"skip runtime/memory above this many G MACs per pass (default {CPU_MAX_GMACS:.0f} on CPU, none on CUDA)",
+    )
+    p.set_defaults(run=_cmd_table)

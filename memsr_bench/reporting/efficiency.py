@@ -1,0 +1,140 @@
+"""Tidy efficiency data for tables, figures and the report: one row per model x scale at a preset's input.
+
+Models are chosen by reference (:func:`choose_models`): zoo names and the user's own references mixed,
+each built at the scales the table covers. Every number comes from the stored cells of
+:mod:`memsr_bench.results.cells`, so a rerun reads the store and an edited model is measured anew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.measure.presets import get_preset
+from memsr_bench.measure.profile import RuntimeOptions, input_channels
+from memsr_bench.measure.quantities import COUNT_QUANTITIES
+from memsr_bench.results.cells import device_label, stored_counts, stored_memory, stored_runtime
+from memsr_bench.results.store import ResultsStore
+
+__all__ = ["ModelChoice", "choose_models", "efficiency_frame", "published_efficiency_columns"]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """How the user asked for models: references, their ``--config``/``--deploy``/metadata, highlights."""
+
+    refs: tuple[str, ...] = ()  # empty: the default list (every zoo model)
+    highlight: tuple[str, ...] = ()
+    config: tuple[tuple[str, Any], ...] = ()
+    deploy: bool = False
+    input_range: float | None = None
+    channels: str | None = None
+
+
+def choose_models(
+    choice: ModelChoice, scales: Sequence[int], log: Callable[[str], None] = print
+) -> tuple[list, set[str]]:
+    """``LoadedModel`` for each reference x scale of ``scales`` it supports (random weights: counts
+    and timings do not depend on them), and the names of the highlighted ones (which must be shown)."""
+    import zoo
+    from memsr_bench.model import load_model, resolve_model
+
+    refs = list(dict.fromkeys(choice.refs)) or zoo.names()
+    missing = [h for h in choice.highlight if h not in refs]
+    if missing:
+        raise MemsrInputError("--highlight", f"{', '.join(missing)} not among the models shown; add it to --models")
+    loaded, highlighted = [], set()
+    for ref in refs:
+        user = ref not in zoo.names()
+        entry = resolve_model(
+            ref, input_range=choice.input_range if user else None, channels=choice.channels if user else None
+        )
+        usable = [s for s in scales if not entry.spec.scales or s in entry.spec.scales]
+        if not usable:
+            log(f"{ref}: no scale of {', '.join(f'x{s}' for s in scales)} (its scales: {list(entry.spec.scales)})")
+        if ref in choice.highlight:
+            highlighted.add(entry.name)
+        for scale in usable:
+            loaded.append(
+                load_model(entry, scale, config=dict(choice.config) if user else None, deploy=choice.deploy and user)
+            )
+    return loaded, highlighted
+
+
+def efficiency_frame(
+    models: Sequence,
+    preset: str,
+    store: ResultsStore | None,
+    *,
+    highlight: set[str] = frozenset(),
+    runtime: bool = False,
+    device: str = "cpu",
+    options: RuntimeOptions | None = None,
+    max_gmacs: float | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """One row per loaded model at ``preset``'s input: every count quantity, the predicted peak and,
+    with ``runtime``, runtime (median, IQR, threads) and measured peak memory; and notes (skips)."""
+    from tqdm import tqdm
+
+    preset_obj = get_preset(preset)
+    rows, heavy = [], []
+    for model in tqdm(
+        models, desc=f"efficiency {preset}", unit="model", disable=None if progress is None else not progress
+    ):
+        shape = preset_obj.input_shape(model.scale, channels=input_channels(model.module))
+        counts = stored_counts(store, model, shape, force)
+        row: dict[str, Any] = {
+            "model": model.name,
+            "scale": model.scale,
+            "input": f"{shape[2]}x{shape[3]}",
+            "highlight": model.name in highlight,
+            "fingerprint": model.fingerprint,
+            **{q: counts.get(q) for q in (*COUNT_QUANTITIES, "params_used")},
+            "peak_node": counts.get("details", {}).get("peak_node"),
+        }
+        if runtime:
+            if max_gmacs is not None and counts["macs"] / 1e9 > max_gmacs:
+                heavy.append(f"{model.name} x{model.scale} ({counts['macs'] / 1e9:,.0f} G MACs)")
+            else:
+                timing = stored_runtime(store, model, shape, device, options, force)
+                memory = stored_memory(store, model, shape, device, force)
+                row.update(
+                    runtime_ms=timing["runtime_ms"],
+                    runtime_iqr_ms=timing["runtime_iqr_ms"],
+                    threads=timing["details"].get("threads"),
+                    peak_memory_bytes_measured=memory["peak_memory_bytes_measured"],
+                    device=device_label(device),
+                )
+        rows.append(row)
+    notes = []
+    if heavy:
+        notes.append(
+            f"Runtime and measured memory skipped above {max_gmacs:g} G MACs per pass on {device} "
+            f"(--max-gmacs, or a GPU): {', '.join(heavy)}."
+        )
+    return pd.DataFrame(rows), notes
+
+
+def published_efficiency_columns(frame: pd.DataFrame, source_prefix: str, reference_dir: Path | None) -> pd.DataFrame:
+    """``frame`` with the source's published efficiency columns beside it (``*_published``)."""
+    from memsr_bench.reporting.published import join_published, published_efficiency
+
+    columns = {
+        "params_k": "params_k_published",
+        "macs_g": "macs_g_published",
+        "runtime_ms": "runtime_ms_published",
+        "runtime_device": "runtime_device_published",
+        "memory_mb": "memory_mb_published",
+        "activations_m": "activations_m_published",
+        "convs": "convs_published",
+    }
+    if reference_dir is None or frame.empty:
+        return frame.assign(**{c: float("nan") for c in columns.values()})
+    return join_published(frame, published_efficiency(reference_dir), source_prefix, ("scale",), columns)

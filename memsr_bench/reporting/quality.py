@@ -1,0 +1,252 @@
+"""PSNR/SSIM of models x scales x test sets (through the store), beside the published figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from memsr_bench.data.datasets import Border, LRSource, discover_test_set
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.metrics import QualityConvention
+from memsr_bench.reporting.published import join_published, published_quality
+from memsr_bench.reporting.render import markdown_table
+from memsr_bench.results.cells import stored_quality
+from memsr_bench.results.store import ResultsStore
+from memsr_bench.upscalers import Upscaler
+
+__all__ = ["Skipped", "sweep_quality", "sweep_upscalers", "to_markdown", "with_published"]
+
+UpscalerFactory = Callable[[str, int], Upscaler]  # raises LookupError (with the reason) to skip
+
+
+@dataclass(frozen=True)
+class Skipped:
+    model: str
+    scale: int
+    reason: str
+
+
+def sweep_upscalers(
+    weights: str | Path | None, device: str = "cpu", random_weights: bool = False, **model_options
+) -> UpscalerFactory:
+    """(reference, scale) -> Upscaler for sweeps. A model without usable weights is a skip (LookupError
+    with the reason), not an error, so that one missing file does not stop a sweep."""
+    from memsr_bench.upscalers import UPSCALERS, make_upscaler
+
+    def factory(ref: str, scale: int) -> Upscaler:
+        if ref in UPSCALERS:  # methods without weights
+            return UPSCALERS[ref](scale)
+        try:
+            return make_upscaler(
+                ref, scale, weights=weights, device=device, random_weights=random_weights, **model_options
+            )
+        except MemsrInputError as err:
+            if err.where == ref and "unknown model" in err.problem:
+                raise  # a typo stops the sweep before anything is measured
+            raise LookupError(err.problem) from None
+
+    return factory
+
+
+def sweep_quality(
+    make_upscaler: UpscalerFactory,
+    models: Sequence[str],
+    scales: Sequence[int],
+    test_set_paths: Sequence[Path],
+    y_variants: Sequence[str] = ("float", "rounded"),
+    lr_source: LRSource = "auto",
+    border: Border = "symmetric",
+    progress: bool | None = None,
+    store: ResultsStore | None = None,
+    force: bool = False,
+) -> tuple[pd.DataFrame, list[Skipped]]:
+    """One row per (model, scale, dataset, Y variant): mean PSNR/SSIM, the LR source and the weights.
+
+    Every (model, scale, dataset, convention) is a stored cell keyed by the upscaler's name,
+    fingerprint and weights, so an interrupted sweep resumes where it stopped.
+    """
+    test_sets = {
+        (p, s): discover_test_set(p, s, lr_source=lr_source, border=border) for p in test_set_paths for s in scales
+    }
+    rows, skipped = [], []
+    for model in models:
+        for scale in scales:
+            try:
+                upscaler = make_upscaler(model, scale)
+            except LookupError as err:
+                skipped.append(Skipped(model, scale, str(err)))
+                continue
+            conventions = [QualityConvention("y", variant, scale) for variant in y_variants]
+            for path in test_set_paths:
+                test_set = test_sets[(path, scale)]
+                results = stored_quality(store, upscaler, test_set, conventions, force=force, progress=progress)
+                for variant, result in zip(y_variants, results, strict=True):
+                    rows.append(
+                        {
+                            "model": upscaler.name,
+                            "scale": scale,
+                            "dataset": test_set.name,
+                            "y_variant": variant,
+                            "n_images": len(result.images),
+                            "psnr": result.psnr,
+                            "ssim": result.ssim,
+                            "lr_source": test_set.lr_source_description,
+                            "weights_sha256": upscaler.checkpoint,
+                            "fingerprint": upscaler.fingerprint,
+                        }
+                    )
+    return pd.DataFrame(rows), skipped
+
+
+def with_published(
+    measured: pd.DataFrame,
+    reference_dir: Path | None,
+    source: str = "FMEN Table 3",
+    extra_sources: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Wide table: one row per (model, scale, dataset), measured PSNR/SSIM per Y variant, the
+    published figures of ``source`` and the differences (float-Y minus published). Each of
+    ``extra_sources`` adds its own published and difference columns, suffixed with its name."""
+    wide = measured.pivot_table(
+        index=["model", "scale", "dataset"], columns="y_variant", values=["psnr", "ssim"], aggfunc="first"
+    )
+    wide.columns = [f"{metric}_y_{variant}" for metric, variant in wide.columns]
+    wide = wide.reset_index()
+    if reference_dir is None:
+        return wide
+    published = published_quality(reference_dir, "")
+    for name, suffix in ((source, ""), *((extra, f" ({extra})") for extra in extra_sources)):
+        columns = {"psnr": f"psnr_published{suffix}", "ssim": f"ssim_published{suffix}"}
+        wide = join_published(wide, published, name, ("scale", "dataset"), columns)
+        if "psnr_y_float" in wide:
+            wide[f"psnr_diff_float{suffix}"] = wide["psnr_y_float"] - wide[f"psnr_published{suffix}"]
+            wide[f"ssim_diff_float{suffix}"] = wide["ssim_y_float"] - wide[f"ssim_published{suffix}"]
+        if "psnr_y_rounded" in wide and not suffix:
+            wide["psnr_diff_rounded"] = wide["psnr_y_rounded"] - wide["psnr_published"]
+    return wide
+
+
+def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> str:
+    """A Markdown report: PSNR to 2 decimals, SSIM to 4, differences signed, missing as '—'."""
+    shown = table.copy()
+    for col in shown.columns:
+        if not col.startswith(("psnr", "ssim")):
+            continue
+        decimals = 4 if col.startswith("ssim") else 2
+        sign = "+" if "diff" in col else ""
+        shown[col] = [f"{v:{sign}.{decimals}f}" if pd.notna(v) else None for v in shown[col]]
+    return "\n".join([f"# {title}", "", *notes, "", markdown_table(shown), ""])
+
+
+def _stored_quality(store: ResultsStore | None, model, dataset: str) -> dict | None:
+    """The latest stored float-Y quality row of ``model`` (same name and fingerprint, any weights)."""
+    import json
+
+    if store is None:
+        return None
+    rows = store.rows(kind="quality", model=model.name, scale=model.scale, data=dataset, fingerprint=model.fingerprint)
+    wanted = {"channel": "y", "y_variant": "float", "crop_border": model.scale}
+    rows = [r for r in rows if wanted.items() <= json.loads(r.key.conventions).items()]
+    return max(rows, key=lambda r: r.measured_at).values | {"weights_sha256": rows[-1].key.checkpoint} if rows else None
+
+
+def _quality_cell(
+    model, weights: Path | None, dataset: Path, store, device: str, force: bool
+) -> tuple[dict | None, str]:
+    """Float-Y PSNR/SSIM of one model on one set: measured with its public checkpoint in ``weights``,
+    else read from the rows ``memsr-bench eval`` stored for the same architecture; and how."""
+    from zoo.checkpoints import find_checkpoint
+
+    if weights is not None and model.entry.spec.checkpoint_for(model.scale) is not None:
+        try:
+            find_checkpoint(model.entry.spec, model.scale, weights)
+        except MemsrInputError as err:
+            return None, err.problem
+        from memsr_bench.upscalers import make_upscaler
+
+        upscaler = make_upscaler(model.entry, model.scale, weights=weights, config=model.config, device=device)
+        test_set = discover_test_set(dataset, model.scale)
+        result = stored_quality(store, upscaler, test_set, [QualityConvention("y", "float", model.scale)], force)[0]
+        return {"psnr": result.psnr, "ssim": result.ssim}, "public checkpoint"
+    stored = _stored_quality(store, model, dataset.name)
+    if stored is None:
+        return None, "no weights (give --weights, or run memsr-bench eval with its weights first)"
+    return stored, f"stored eval row, weights sha256 {stored['weights_sha256'][:12]}"
+
+
+def quality_columns(
+    data: pd.DataFrame,
+    models: Sequence,
+    spec,
+    data_root: Path | None,
+    weights: Path | None,
+    reference_dir: Path | None,
+    store: ResultsStore | None,
+    device: str,
+    force: bool,
+):
+    """``data`` with bicubic rows and ``<set>_psnr``/``_ssim`` (measured, published, diff) per data set
+    of ``spec``, the columns to show ("PSNR/SSIM" pairs) and the notes."""
+    from memsr_bench.reporting.published import published_quality
+    from memsr_bench.reporting.render import Column
+    from memsr_bench.upscalers import BicubicUpscaler
+
+    notes: list[str] = []
+    present = [d for d in spec.datasets if data_root is not None and (data_root / d).is_dir()]
+    if data_root is None:
+        notes.append("PSNR/SSIM not measured: no --data-root given (published figures only).")
+    elif len(present) < len(spec.datasets):
+        absent = [d for d in spec.datasets if d not in present]
+        notes.append(f"Not found under {data_root}: {', '.join(absent)}; their measured columns are missing.")
+    scales = sorted({int(s) for s in data["scale"]}) or list(spec.scales)
+    data = pd.concat([pd.DataFrame({"model": "bicubic", "scale": scales}), data], ignore_index=True)
+    how: dict[str, set[str]] = {}
+    for ds in present:
+        psnr, ssim = [float("nan")] * len(data), [float("nan")] * len(data)
+        for scale in scales:
+            test_set = discover_test_set(data_root / ds, scale)
+            result = stored_quality(
+                store, BicubicUpscaler(scale), test_set, [QualityConvention("y", "float", scale)], force
+            )[0]
+            i = data.index[(data["model"] == "bicubic") & (data["scale"] == scale)][0]
+            psnr[i], ssim[i] = result.psnr, result.ssim
+        for model in models:
+            values, source = _quality_cell(model, weights, data_root / ds, store, device, force)
+            how.setdefault(source, set()).add(f"{model.name} x{model.scale}")
+            if values is not None:
+                i = data.index[(data["model"] == model.name) & (data["scale"] == model.scale)][0]
+                psnr[i], ssim[i] = values["psnr"], values["ssim"]
+        data[f"{ds}_psnr"], data[f"{ds}_ssim"] = psnr, ssim
+    published = published_quality(reference_dir, "") if reference_dir is not None else None
+    columns = []
+    for ds in spec.datasets:
+        for col in (f"{ds}_psnr", f"{ds}_ssim"):
+            data[col] = data.get(col, float("nan"))
+        if published is not None:
+            rows = published[published["dataset"] == ds]
+            data = join_published(
+                data, rows, spec.source, ("scale",), {"psnr": f"{ds}_psnr_published", "ssim": f"{ds}_ssim_published"}
+            )
+        else:
+            data[f"{ds}_psnr_published"] = data[f"{ds}_ssim_published"] = float("nan")
+        for metric in ("psnr", "ssim"):
+            data[f"{ds}_{metric}_diff"] = data[f"{ds}_{metric}"] - data[f"{ds}_{metric}_published"]
+        for suffix, header, sign in (("", " measured", ""), ("_published", " published", ""), ("_diff", " diff", "+")):
+            columns.append(
+                Column(
+                    f"{ds}_psnr{suffix}",
+                    f"{ds}{header}",
+                    f"{sign}.2f",
+                    pair=f"{ds}_ssim{suffix}",
+                    pair_spec=f"{sign}.4f",
+                )
+            )
+    notes += [f"PSNR/SSIM of {', '.join(sorted(names))}: {source}." for source, names in sorted(how.items())]
+    notes.append(
+        "PSNR/SSIM: Y of BT.601 (float, unrounded), HR modcropped, SR rounded to uint8, crop = scale, "
+        "SSIM as ssim_index.m; B100 is the BSD100 folder. Cells read 'PSNR/SSIM'."
+    )
+    return data, columns, notes

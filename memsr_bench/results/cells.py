@@ -1,0 +1,200 @@
+"""Measurements as stored cells: each is computed once per key and read back afterwards.
+
+Every function here measures one thing of one model through :func:`memsr_bench.results.cached`, with
+a key that holds the model's name, its architecture fingerprint and, where weights matter (quality),
+their sha256 — so an edited model or other weights are never served an old row. Counts and timings do
+not depend on the weights (``checkpoint="any"``).
+
+- :func:`stored_counts`: every counted quantity and the predicted peak at one input (kind ``counts``);
+- :func:`stored_runtime`: runtime at one input on one device (kind ``runtime``);
+- :func:`stored_memory`: measured peak memory (kind ``memory``);
+- :func:`stored_profile`: a :class:`~memsr_bench.measure.profile.Profile` assembled from those cells;
+- :func:`stored_quality`: PSNR/SSIM of an upscaler on a test set, one cell per convention (kind ``quality``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from memsr_bench.measure.profile import Profile, RuntimeOptions, profile
+from memsr_bench.measure.quantities import COUNT_QUANTITIES, QUANTITIES
+from memsr_bench.results.store import ResultKey, ResultsStore, cached, input_size
+
+__all__ = [
+    "WEIGHTS_INDEPENDENT",
+    "device_label",
+    "stored_counts",
+    "stored_memory",
+    "stored_profile",
+    "stored_quality",
+    "stored_runtime",
+]
+
+WEIGHTS_INDEPENDENT = "any"  # the checkpoint field of counts, runtime and memory keys
+_COUNTS_CONVENTION = "memsr-bench quantities v2 (memsr_bench.measure.quantities)"
+
+
+def device_label(device: str) -> str:
+    """``"cpu (AMD EPYC ...)"``, ``"cuda:0 (NVIDIA H100 ...)"``: the device field of runtime/memory keys."""
+    from memsr_bench.measure.runtime import device_name
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return f"{dev} ({device_name(dev)})"
+
+
+def _key(kind: str, loaded, shape: Sequence[int], conventions: Any, device: str = "cpu") -> ResultKey:
+    return ResultKey(
+        kind=kind,
+        model=loaded.name,
+        checkpoint=WEIGHTS_INDEPENDENT,
+        scale=loaded.scale,
+        data=input_size(shape),
+        conventions=conventions,
+        device=device,
+        fingerprint=loaded.fingerprint,
+    )
+
+
+def stored_counts(store: ResultsStore | None, loaded, shape: Sequence[int], force: bool = False) -> dict[str, Any]:
+    """Every count quantity, ``params_used`` and the predicted peaks of ``loaded`` at ``shape``."""
+
+    def measure() -> dict[str, Any]:
+        result = profile(loaded.module, shape, quantities=(*COUNT_QUANTITIES, "params_used"), name=loaded.name)
+        return {**result.values, "details": result.details}
+
+    dtype = str(next((p.dtype for p in loaded.module.parameters()), torch.float32)).removeprefix("torch.")
+    key = _key("counts", loaded, shape, {"quantities": _COUNTS_CONVENTION, "dtype": dtype})
+    return cached(store, key, measure, force=force)
+
+
+def stored_runtime(
+    store: ResultsStore | None,
+    loaded,
+    shape: Sequence[int],
+    device: str = "cpu",
+    options: RuntimeOptions | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """``runtime_ms``, ``runtime_iqr_ms`` and the samples, threads and device name of the timing."""
+    options = options or RuntimeOptions()
+    label = device_label(device)
+    threads = options.threads or torch.get_num_threads()
+    conventions = {
+        "protocol": options.convention(),
+        "threads": threads if label.startswith("cpu") else None,
+        "dtype": "float32",
+    }
+
+    def measure() -> dict[str, Any]:
+        result = profile(loaded.module, shape, quantities=("runtime_ms",), device=device, runtime=options)
+        return {**result.values, "details": result.details}
+
+    return cached(store, _key("runtime", loaded, shape, conventions, label), measure, force=force)
+
+
+def stored_memory(
+    store: ResultsStore | None, loaded, shape: Sequence[int], device: str = "cpu", force: bool = False
+) -> dict[str, Any]:
+    """``peak_memory_bytes_measured`` of one forward pass and how it was measured."""
+
+    def measure() -> dict[str, Any]:
+        result = profile(loaded.module, shape, quantities=("peak_memory_bytes_measured",), device=device)
+        return {**result.values, "details": result.details}
+
+    key = _key("memory", loaded, shape, {"batch": 1, "dtype": "float32"}, device_label(device))
+    return cached(store, key, measure, force=force)
+
+
+def stored_profile(
+    store: ResultsStore | None,
+    loaded,
+    shape: Sequence[int],
+    quantities: Sequence[str] = COUNT_QUANTITIES,
+    *,
+    preset: str | None = None,
+    device: str = "cpu",
+    runtime: RuntimeOptions | None = None,
+    force: bool = False,
+) -> Profile:
+    """The :class:`Profile` of ``quantities``, every group read from (or measured into) the store."""
+    groups = {QUANTITIES[q].group for q in quantities}
+    values: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    if groups & {"params", "trace", "predicted", "usage"}:
+        counts = stored_counts(store, loaded, shape, force)
+        details.update(counts.pop("details", {}))
+        values.update(counts)
+    if "measured" in groups:
+        memory = stored_memory(store, loaded, shape, device, force)
+        details.update(memory.pop("details", {}))
+        values.update(memory)
+    if "runtime" in groups:
+        timing = stored_runtime(store, loaded, shape, device, runtime, force)
+        details.update(timing.pop("details", {}))
+        values.update(timing)
+    return Profile(
+        model=loaded.name,
+        input_shape=tuple(int(s) for s in shape),
+        values={q: values[q] for q in QUANTITIES if q in values and q in quantities},
+        scale=loaded.scale,
+        preset=preset,
+        fingerprint=loaded.fingerprint,
+        device=device,
+        details=details,
+    )
+
+
+def stored_quality(
+    store: ResultsStore | None,
+    upscaler,
+    test_set,
+    conventions: Sequence,
+    force: bool = False,
+    progress: bool | None = None,
+) -> list:
+    """One :class:`~memsr_bench.evaluate.EvalResult` per convention; the upscaler runs once for all
+    the conventions not stored yet. Keys: the upscaler's name, fingerprint and checkpoint."""
+    from memsr_bench.evaluate import EvalResult, ImageScore, evaluate_conventions
+
+    def key(convention) -> ResultKey:
+        return ResultKey(
+            kind="quality",
+            model=upscaler.name,
+            checkpoint=upscaler.checkpoint,
+            scale=upscaler.scale,
+            data=test_set.name,
+            conventions={
+                "channel": convention.channel,
+                "y_variant": convention.y_variant,
+                "crop_border": convention.crop_border,
+                "lr": test_set.lr_source_description,
+            },
+            fingerprint=upscaler.fingerprint,
+        )
+
+    keys = [key(c) for c in conventions]
+    rows = None if (store is None or force) else [store.get(k) for k in keys]
+    if rows is not None and all(r is not None for r in rows):
+        stored = [r.values for r in rows]
+    else:
+        results = evaluate_conventions(upscaler, test_set, conventions, progress)
+        threads = torch.get_num_threads()
+        stored = [
+            cached(store, k, lambda r=r: {**r.to_json(), "threads": threads}, force=True)
+            for k, r in zip(keys, results, strict=True)
+        ]
+    return [
+        EvalResult(
+            model=v["model"],
+            scale=v["scale"],
+            dataset=v["dataset"],
+            images=tuple(ImageScore(i["name"], i["psnr"], i["ssim"]) for i in v["images"]),
+            conventions={**v["conventions"], "threads": v.get("threads")},
+        )
+        for v in stored
+    ]
