@@ -31,3 +31,9 @@ def datasets_dir() -> Path:
 @pytest.fixture
 def weights_dir() -> Path:
     return require_shared("weights")
+
+
+@pytest.fixture(autouse=True)
+def _private_results_store(tmp_path_factory, monkeypatch):
+    """Commands that store results write to a per-test store, never to the user's ~/.cache."""
+    monkeypatch.setenv("MEMSR_RESULTS", str(tmp_path_factory.mktemp("store") / "results.sqlite"))
