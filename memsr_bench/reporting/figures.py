@@ -157,7 +157,7 @@ def _published_points(reference_dir: Path | None, scale: int, dataset: str) -> p
 
     if reference_dir is None:
         return pd.DataFrame()
-    from memsr_bench.published import published_efficiency, published_quality
+    from memsr_bench.reporting.published import published_efficiency, published_quality
 
     quality = published_quality(reference_dir, "MemSR")
     quality = quality[(quality["scale"] == scale) & (quality["dataset"] == dataset)]

@@ -150,7 +150,10 @@ def _stored_quality(store: ResultsStore | None, model, dataset: str) -> dict | N
     rows = store.rows(kind="quality", model=model.name, scale=model.scale, data=dataset, fingerprint=model.fingerprint)
     wanted = {"channel": "y", "y_variant": "float", "crop_border": model.scale}
     rows = [r for r in rows if wanted.items() <= json.loads(r.key.conventions).items()]
-    return max(rows, key=lambda r: r.measured_at).values | {"weights_sha256": rows[-1].key.checkpoint} if rows else None
+    if not rows:
+        return None
+    latest = max(rows, key=lambda r: r.measured_at)  # its own weights: rows come in rowid order, not by time
+    return latest.values | {"weights_sha256": latest.key.checkpoint}
 
 
 def _quality_cell(
@@ -202,7 +205,8 @@ def quality_columns(
         absent = [d for d in spec.datasets if d not in present]
         notes.append(f"Not found under {data_root}: {', '.join(absent)}; their measured columns are missing.")
     scales = sorted({int(s) for s in data["scale"]}) or list(spec.scales)
-    data = pd.concat([pd.DataFrame({"model": "bicubic", "scale": scales}), data], ignore_index=True)
+    bicubic = pd.DataFrame({"model": "bicubic", "scale": scales, "highlight": False})  # never highlighted (no NaN)
+    data = pd.concat([bicubic, data], ignore_index=True)
     how: dict[str, set[str]] = {}
     for ds in present:
         psnr, ssim = [float("nan")] * len(data), [float("nan")] * len(data)

@@ -28,6 +28,10 @@ def _missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
+def _scaled(value: Any, factor: float) -> Any:
+    return value if factor == 1 or _missing(value) else value / factor
+
+
 def format_value(value: Any, spec: str = "") -> str | None:
     """``format(value, spec)``; None for a missing value."""
     return None if _missing(value) else format(value, spec)
@@ -40,6 +44,7 @@ class Column:
     name: str  # the data column
     header: str | None = None  # shown header (default: name)
     spec: str = ""
+    factor: float = 1.0  # shown value = data value / factor (the data keep the quantity's unit)
     pair: str | None = None  # a second data column shown in the same cell, "a/b" (PSNR/SSIM)
     pair_spec: str = ""
 
@@ -128,22 +133,25 @@ class Table:
         duplicated = sorted({t for t in titles if titles.count(t) > 1})
         if duplicated:
             raise ValueError(f"table {self.name}: duplicate column headers {duplicated}")
-        shown = pd.DataFrame(index=self.data.index)
+        # The cells are Python lists until the end, kept as object columns: pandas 3 stores a list of str and
+        # None as its str dtype, where None becomes NaN (then shown as "nan" instead of the missing mark).
+        cells: dict[str, list[str | None]] = {}
         for col in self.columns:
-            shown[col.title] = [format_value(v, col.spec) for v in self._values(col.name)]
+            cells[col.title] = [format_value(_scaled(v, col.factor), col.spec) for v in self._values(col.name)]
             if col.pair is not None:
-                shown[col.title] = [
+                cells[col.title] = [
                     None if a is None and b is None else f"{a or MISSING}/{b or MISSING}"
                     for a, b in zip(
-                        shown[col.title], [format_value(v, col.pair_spec) for v in self._values(col.pair)], strict=True
+                        cells[col.title], [format_value(v, col.pair_spec) for v in self._values(col.pair)], strict=True
                     )
                 ]
         if "highlight" in self.data and len(self.columns):
             first = self.columns[0].title
-            shown[first] = [
-                f"{HIGHLIGHT}{v}" if flag else v for v, flag in zip(shown[first], self.data["highlight"], strict=True)
+            cells[first] = [
+                f"{HIGHLIGHT}{v}" if not _missing(flag) and flag else v
+                for v, flag in zip(cells[first], self.data["highlight"], strict=True)
             ]
-        return shown.reset_index(drop=True)
+        return pd.DataFrame({title: pd.Series(v, dtype=object) for title, v in cells.items()}, columns=list(cells))
 
     def to_markdown(self) -> str:
         lines = [f"# {self.title}", "", *[f"- {n}" for n in self.notes], "", markdown_table(self.shown()), ""]

@@ -97,7 +97,10 @@ def _diff_pct(measured: pd.Series, published: pd.Series) -> pd.Series:
 
 
 def _efficiency_columns(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, list[Column]]:
-    """Published columns converted to the measured units, differences, and how they are shown."""
+    """Published figures converted to the measured units (counts, bytes), differences, and how each is shown.
+
+    The data (the CSV) keep the units of the quantities; only the shown columns divide (K, G, M, MiB).
+    """
     data = frame.copy()
     data["params_published"] = data["params_k_published"] * 1e3
     data["params_diff_pct"] = _diff_pct(data["params"], data["params_published"])
@@ -105,48 +108,44 @@ def _efficiency_columns(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFr
         Column("model"),
         Column("scale"),
         Column("input", "LR input"),
-        Column("params", "params (K)", ",.1f"),
-        Column("params_published", "params published (K)", ",.0f"),
+        Column("params", "params (K)", ",.1f", 1e3),
+        Column("params_published", "params published (K)", ",.0f", 1e3),
         Column("params_diff_pct", "params diff %", "+.1f"),
     ]
-    data["params"] = data["params"] / 1e3
-    data["params_published"] = data["params_published"] / 1e3
-    reported = get_preset(spec.efficiency_preset).reported
-    for i, (label, quantity) in enumerate(reported):
-        giga = 1e9 if i == 0 else 1e6  # the MAC-like column in G; NTIRE activations in M; convs as counted
-        published = {0: "macs_g_published", 1: "activations_m_published", 2: "convs_published"}[i]
-        if quantity.endswith("convs"):
-            data[f"{quantity}_published"] = data[published]
-            data[f"{quantity}_diff"] = data[quantity] - data[published]
+    published_columns = ("macs_g_published", "activations_m_published", "convs_published")
+    for (label, quantity), published, factor in zip(
+        get_preset(spec.efficiency_preset).reported, published_columns, (1e9, 1e6, 1), strict=False
+    ):
+        data[f"{quantity}_published"] = data[published] * factor
+        if factor == 1:  # a count of convolutions: the difference itself
+            data[f"{quantity}_diff"] = data[quantity] - data[f"{quantity}_published"]
             columns += [
                 Column(quantity, f"{label} [{quantity}]", ".0f"),
                 Column(f"{quantity}_published", f"{label} published", ".0f"),
                 Column(f"{quantity}_diff", f"{label} diff", "+.0f"),
             ]
             continue
-        unit = "G" if giga == 1e9 else "M"
-        data[quantity] = data[quantity] / giga
-        data[f"{quantity}_published"] = data[published]
-        data[f"{quantity}_diff_pct"] = _diff_pct(data[quantity], data[published])
+        unit = "G" if factor == 1e9 else "M"
+        data[f"{quantity}_diff_pct"] = _diff_pct(data[quantity], data[f"{quantity}_published"])
         columns += [
-            Column(quantity, f"{label} [{quantity}] ({unit})", ",.2f"),
-            Column(f"{quantity}_published", f"{label} published ({unit})", ",.2f"),
+            Column(quantity, f"{label} [{quantity}] ({unit})", ",.2f", factor),
+            Column(f"{quantity}_published", f"{label} published ({unit})", ",.2f", factor),
             Column(f"{quantity}_diff_pct", f"{label} diff %", "+.1f"),
         ]
     if spec.runtime:
-        data["peak_memory_mib_measured"] = data.get("peak_memory_bytes_measured", float("nan")) / 2**20
-        data["peak_memory_mib_predicted"] = data["peak_memory_bytes_predicted"] / 2**20
+        if "peak_memory_bytes_measured" not in data:
+            data["peak_memory_bytes_measured"] = float("nan")
         columns += [
             Column("runtime_ms", "runtime (ms)", ",.1f"),
             Column("runtime_iqr_ms", "IQR (ms)", ",.1f"),
             Column("threads", "threads", ".0f"),
             Column("runtime_ms_published", "runtime published (ms)", ",.1f"),
-            Column("peak_memory_mib_measured", "peak memory (MiB)", ",.1f"),
-            Column("peak_memory_mib_predicted", "predicted peak (MiB)", ",.1f"),
+            Column("peak_memory_bytes_measured", "peak memory (MiB)", ",.1f", 2**20),
+            Column("peak_memory_bytes_predicted", "predicted peak (MiB)", ",.1f", 2**20),
             Column("memory_mb_published", "memory published (MB)", ",.1f"),
         ]
         if spec.memory_diff:
-            data["memory_diff_pct"] = _diff_pct(data["peak_memory_mib_measured"], data["memory_mb_published"])
+            data["memory_diff_pct"] = _diff_pct(data["peak_memory_bytes_measured"] / 2**20, data["memory_mb_published"])
             columns.append(Column("memory_diff_pct", "memory diff %", "+.1f"))
     return data, columns
 
