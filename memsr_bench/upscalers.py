@@ -99,7 +99,7 @@ def make_upscaler(
     )
     if loaded.weights is None and not random_weights:
         raise MemsrInputError("--weights", _no_weights_hint(loaded))
-    return ModelUpscaler(
+    upscaler = ModelUpscaler(
         loaded.module,
         loaded.entry.spec,
         loaded.scale,
@@ -108,3 +108,5 @@ def make_upscaler(
         fingerprint=loaded.fingerprint,
         checkpoint=loaded.checkpoint_id,
     )
+    upscaler.description = f"{loaded.entry.origin}; input {loaded.entry.describe_input()}"
+    return upscaler

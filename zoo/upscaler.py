@@ -45,6 +45,7 @@ class ModelUpscaler:
         self.name = name or spec.name
         self.fingerprint = fingerprint or architecture_fingerprint(model)
         self.checkpoint = checkpoint  # the weights' sha256 or "random-init": keys the results
+        self.description = f"input {spec.channels.upper()} 0..{spec.input_range:g}"
 
     def _run(self, planes: np.ndarray) -> torch.Tensor:
         """Run the model on float64 planes C x H x W in 0..255; returns float32 C x sH x sW in 0..255."""

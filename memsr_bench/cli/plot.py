@@ -32,15 +32,20 @@ def _cmd_psnr(args: argparse.Namespace) -> int:
     store = ResultsStore(args.store)
     models, highlighted = choose_models(options.model_choice(args), [args.scale], log=lambda m: None)
     points = psnr_points(models, highlighted, store, args.dataset, args.preset, args.y_variant)
-    if args.kind == "psnr-runtime" and len(points):
-        points = points[points["runtime_ms"].notna()] if "runtime_ms" in points else points.iloc[0:0]
     if len(points) < 1:
-        what = "runtime rows (memsr-bench table memsr-table measures them)" if args.kind == "psnr-runtime" else ""
         raise MemsrInputError(
             store.path,
-            f"no model has a stored PSNR on {args.dataset} x{args.scale} for its current architecture {what}"
+            f"no model has a stored PSNR on {args.dataset} x{args.scale} for its current architecture "
             "(memsr-bench eval MODEL --weights W ... stores one)",
         )
+    if args.kind == "psnr-runtime":
+        points = points[points["runtime_ms"].notna()] if "runtime_ms" in points else points.iloc[0:0]
+        if len(points) < 1:
+            raise MemsrInputError(
+                store.path,
+                f"no model with a stored PSNR on {args.dataset} x{args.scale} has a stored runtime at the input of "
+                f"preset {args.preset} (memsr-bench table memsr-table measures them)",
+            )
     fig = psnr_kind_figure(args.kind, points, args.scale, args.dataset, args.preset, reference_dir)
     return _written(save_figure(fig, _stem(args, f"{args.kind.replace('-', '_vs_')}_{args.dataset}_x{args.scale}")))
 

@@ -58,7 +58,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 "weights_sha256": upscaler.checkpoint,
                 "weights": args.weights,
                 "threads": result.conventions.get("threads"),
-                "input": getattr(getattr(upscaler, "spec", None), "channels", "rgb"),
+                "model_description": getattr(upscaler, "description", None),
             }
         )
     else:
@@ -78,6 +78,13 @@ def _sweep_table(args: argparse.Namespace):
         return pd.read_csv(args.from_csv), []
     if not args.data_root:
         raise MemsrInputError("--data-root", "required (or --from-csv to re-render a previous sweep)")
+    import zoo
+    from memsr_bench.model import resolve_model
+    from memsr_bench.upscalers import UPSCALERS
+
+    for ref in args.models:  # a wrong reference stops the sweep before anything is measured
+        if ref not in UPSCALERS and ref not in zoo.names():
+            resolve_model(ref, input_range=args.input_range, channels=args.channels)
     factory = sweep_upscalers(args.weights, args.device, **_upscaler_options(args))
     return sweep_quality(
         factory,

@@ -12,7 +12,8 @@ def zoo_rows() -> list[dict]:
     from memsr_bench.model import entry_point_models, resolve_model
     from memsr_bench.reporting.report import zoo_frame
 
-    rows = [{**row, "origin": "zoo"} for row in zoo_frame().to_dict("records")]
+    frame = zoo_frame().astype(object)
+    rows = [{**row, "origin": "zoo"} for row in frame.where(frame.notna(), None).to_dict("records")]
     for name in entry_point_models():
         entry = resolve_model(name)
         scales = list(entry.spec.scales) or None
@@ -38,20 +39,10 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     print(f"{'model':<18} {'scale':>5} {'params':>11} {'published':>11}  {'input':<28} checkpoint / origin")
     for row in rows:
-        published = (
-            f"{int(row['published_params']):,}"
-            if row["published_params"] == row["published_params"] and row["published_params"]
-            else "-"
-        )
+        published = f"{int(row['published_params']):,}" if row["published_params"] else "-"
         params = f"{row['params']:,}" if row["params"] is not None else "-"
-        scale = (
-            row["scale"]
-            if isinstance(row["scale"], int)
-            else "any"
-            if row["scale"] is None
-            else "/".join(map(str, row["scale"]))
-        )
-        where = row["checkpoint"] or "-" if row["origin"] == "zoo" else row["origin"]
+        scale = row["scale"] if isinstance(row["scale"], int) else "/".join(map(str, row["scale"] or ["any"]))
+        where = (row["checkpoint"] or "-") if row["origin"] == "zoo" else row["origin"]
         print(f"{row['model']:<18} {scale:>5} {params:>11} {published:>11}  {row['input']:<28} {where}")
     return 0
 

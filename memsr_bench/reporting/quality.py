@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from memsr_bench.data.datasets import Border, LRSource, discover_test_set
-from memsr_bench.errors import MemsrInputError
+from memsr_bench.errors import CheckpointError, MemsrInputError
 from memsr_bench.metrics import QualityConvention
 from memsr_bench.reporting.published import join_published, published_quality
 from memsr_bench.reporting.render import markdown_table
@@ -33,20 +33,23 @@ def sweep_upscalers(
     weights: str | Path | None, device: str = "cpu", random_weights: bool = False, **model_options
 ) -> UpscalerFactory:
     """(reference, scale) -> Upscaler for sweeps. A model without usable weights is a skip (LookupError
-    with the reason), not an error, so that one missing file does not stop a sweep."""
+    with the reason), not an error, so that one missing file does not stop a sweep. ``model_options``
+    (config, metadata, deploy) apply to the user's models, not to the zoo's."""
+    import zoo
     from memsr_bench.upscalers import UPSCALERS, make_upscaler
 
     def factory(ref: str, scale: int) -> Upscaler:
         if ref in UPSCALERS:  # methods without weights
             return UPSCALERS[ref](scale)
         try:
-            return make_upscaler(
-                ref, scale, weights=weights, device=device, random_weights=random_weights, **model_options
-            )
-        except MemsrInputError as err:
-            if err.where == ref and "unknown model" in err.problem:
-                raise  # a typo stops the sweep before anything is measured
+            options = {} if isinstance(ref, str) and ref in zoo.names() else model_options
+            return make_upscaler(ref, scale, weights=weights, device=device, random_weights=random_weights, **options)
+        except CheckpointError as err:  # no usable file for this model and scale
             raise LookupError(err.problem) from None
+        except MemsrInputError as err:
+            if err.where == "--weights" or "is not available" in err.problem:  # no weights / no such scale
+                raise LookupError(err.problem) from None
+            raise  # a wrong reference or option stops the sweep
 
     return factory
 

@@ -227,6 +227,14 @@ def build_table(
     frame = published_efficiency_columns(frame, spec.source, reference_dir)
     data, columns = _efficiency_columns(frame, spec)
     notes = _efficiency_notes(spec, data, reference_dir, device, options) + notes
+    notes += [
+        f"{m.name} x{m.scale}: {m.entry.origin}; input {m.entry.describe_input()}; fingerprint {m.fingerprint}"
+        + (f"; config {m.config}" if m.config else "")
+        + (f"; deploy form ({len(m.deploy_calls)} calls)" if m.deploy_calls else "")
+        + "."
+        for m in loaded
+        if m.entry.origin != "zoo"
+    ]
     if spec.datasets:
         from memsr_bench.reporting.quality import quality_columns
 
