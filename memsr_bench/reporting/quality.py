@@ -13,7 +13,7 @@ from memsr_bench.errors import CheckpointError, MemsrInputError
 from memsr_bench.metrics import QualityConvention
 from memsr_bench.reporting.published import join_published, published_quality
 from memsr_bench.reporting.render import markdown_table
-from memsr_bench.results.cells import stored_quality
+from memsr_bench.results.cells import latest_quality, stored_quality
 from memsr_bench.results.store import ResultsStore
 from memsr_bench.upscalers import Upscaler
 
@@ -144,21 +144,6 @@ def to_markdown(table: pd.DataFrame, title: str, notes: Sequence[str] = ()) -> s
     return "\n".join([f"# {title}", "", *notes, "", markdown_table(shown), ""])
 
 
-def _stored_quality(store: ResultsStore | None, model, dataset: str) -> dict | None:
-    """The latest stored float-Y quality row of ``model`` (same name and fingerprint, any weights)."""
-    import json
-
-    if store is None:
-        return None
-    rows = store.rows(kind="quality", model=model.name, scale=model.scale, data=dataset, fingerprint=model.fingerprint)
-    wanted = {"channel": "y", "y_variant": "float", "crop_border": model.scale}
-    rows = [r for r in rows if wanted.items() <= json.loads(r.key.conventions).items()]
-    if not rows:
-        return None
-    latest = max(rows, key=lambda r: r.measured_at)  # its own weights: rows come in rowid order, not by time
-    return latest.values | {"weights_sha256": latest.key.checkpoint}
-
-
 def _quality_cell(
     model, weights: Path | None, dataset: Path, store, device: str, force: bool
 ) -> tuple[dict | None, str]:
@@ -177,7 +162,7 @@ def _quality_cell(
         test_set = discover_test_set(dataset, model.scale)
         result = stored_quality(store, upscaler, test_set, [QualityConvention("y", "float", model.scale)], force)[0]
         return {"psnr": result.psnr, "ssim": result.ssim}, "public checkpoint"
-    stored = _stored_quality(store, model, dataset.name)
+    stored = latest_quality(store, model, dataset.name)
     if stored is None:
         return None, "no weights (give --weights, or run memsr-bench eval with its weights first)"
     return stored, f"stored eval row, weights sha256 {stored['weights_sha256'][:12]}"

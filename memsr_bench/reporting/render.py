@@ -53,11 +53,13 @@ class Column:
         return self.header or self.name
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """GitHub Markdown table of ``table`` as it is (format the values before calling); NaN as '—'."""
+def markdown_table(table: pd.DataFrame, right: Sequence[bool] | None = None) -> str:
+    """GitHub Markdown table of ``table`` as it is (format the values before calling); NaN as '—'.
+
+    ``right``: which columns are right-aligned (default: the numeric ones)."""
     header = [str(c) for c in table.columns]
     body = [[MISSING if _missing(v) else str(v) for v in row] for row in table.itertuples(index=False)]
-    numeric = [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
+    numeric = right if right is not None else [pd.api.types.is_numeric_dtype(table[c]) for c in table.columns]
     align = ["---:" if is_num else ":---" for is_num in numeric]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
@@ -154,7 +156,8 @@ class Table:
         return pd.DataFrame({title: pd.Series(v, dtype=object) for title, v in cells.items()}, columns=list(cells))
 
     def to_markdown(self) -> str:
-        lines = [f"# {self.title}", "", *[f"- {n}" for n in self.notes], "", markdown_table(self.shown()), ""]
+        right = [bool(c.spec) or c.name == "scale" for c in self.columns]  # formatted numbers align right
+        lines = [f"# {self.title}", "", *[f"- {n}" for n in self.notes], "", markdown_table(self.shown(), right), ""]
         return "\n".join(lines)
 
     def to_csv(self) -> str:

@@ -7,42 +7,16 @@ runtime. Models come from references (:func:`memsr_bench.reporting.efficiency.ch
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import pandas as pd
 
 from memsr_bench.measure.presets import get_preset
 from memsr_bench.measure.profile import input_channels
-from memsr_bench.results.cells import stored_counts
-from memsr_bench.results.store import ResultsStore, input_size
+from memsr_bench.results.cells import latest_quality, latest_runtime, stored_counts
+from memsr_bench.results.store import ResultsStore
 
 __all__ = ["efficiency_points", "psnr_points"]
-
-
-def _latest_quality(store: ResultsStore, model, dataset: str, y_variant: str) -> dict | None:
-    rows = store.rows(kind="quality", model=model.name, scale=model.scale, data=dataset, fingerprint=model.fingerprint)
-    wanted = {"channel": "y", "y_variant": y_variant, "crop_border": model.scale}
-    rows = [r for r in rows if wanted.items() <= json.loads(r.key.conventions).items()]
-    if not rows:
-        return None
-    row = max(rows, key=lambda r: r.measured_at)
-    return {"psnr": row.values["psnr"], "weights_sha256": row.key.checkpoint}
-
-
-def _latest_runtime(store: ResultsStore, model, shape) -> dict | None:
-    rows = store.rows(
-        kind="runtime", model=model.name, scale=model.scale, data=input_size(shape), fingerprint=model.fingerprint
-    )
-    if not rows:
-        return None
-    row = max(rows, key=lambda r: r.measured_at)
-    return {
-        "runtime_ms": row.values["runtime_ms"],
-        "runtime_iqr_ms": row.values.get("runtime_iqr_ms"),
-        "threads": row.values.get("details", {}).get("threads"),
-        "runtime_device": row.key.device,
-    }
 
 
 def efficiency_points(models: Sequence, highlighted: set[str], store: ResultsStore, preset: str) -> pd.DataFrame:
@@ -74,14 +48,18 @@ def psnr_points(
     where stored, the runtime (median, IQR, threads, device) at the preset's input."""
     with_psnr = []
     for model in models:
-        quality = _latest_quality(store, model, dataset, y_variant)
+        quality = latest_quality(store, model, dataset, y_variant)
         if quality is not None:
-            with_psnr.append((model, quality))
+            with_psnr.append((model, {"psnr": quality["psnr"], "weights_sha256": quality["weights_sha256"]}))
     points = efficiency_points([m for m, _ in with_psnr], highlighted, store, preset)
     if points.empty:
         return points
+    # One device for the runtime axis: the one most of these models were timed on.
+    timed = [latest_runtime(store, m, shape) for (m, _), shape in zip(with_psnr, points["shape"], strict=True)]
+    devices = [t["runtime_device"] for t in timed if t is not None]
+    device = max(set(devices), key=devices.count) if devices else None
     extra = []
     for (model, quality), shape in zip(with_psnr, points["shape"], strict=True):
-        runtime = _latest_runtime(store, model, shape) or {}
-        extra.append({**quality, **runtime})
+        runtime = latest_runtime(store, model, shape, device) if device else None
+        extra.append({**quality, **(runtime or {})})
     return pd.concat([points, pd.DataFrame(extra, index=points.index)], axis=1)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from memsr_bench.measure.profile import Profile, RuntimeOptions, profile
+from memsr_bench.measure.profile import Profile, RuntimeOptions, model_dtype, profile
 from memsr_bench.measure.quantities import COUNT_QUANTITIES, QUANTITIES
 from memsr_bench.results.store import ResultKey, ResultsStore, cached, input_size
 
@@ -31,6 +31,8 @@ __all__ = [
     "stored_profile",
     "stored_quality",
     "stored_runtime",
+    "latest_quality",
+    "latest_runtime",
 ]
 
 WEIGHTS_INDEPENDENT = "any"  # the checkpoint field of counts, runtime and memory keys
@@ -67,7 +69,7 @@ def stored_counts(store: ResultsStore | None, loaded, shape: Sequence[int], forc
         result = profile(loaded.module, shape, quantities=(*COUNT_QUANTITIES, "params_used"), name=loaded.name)
         return {**result.values, "details": result.details}
 
-    dtype = str(next((p.dtype for p in loaded.module.parameters()), torch.float32)).removeprefix("torch.")
+    dtype = str(model_dtype(loaded.module)).removeprefix("torch.")
     key = _key("counts", loaded, shape, {"quantities": _COUNTS_CONVENTION, "dtype": dtype})
     return cached(store, key, measure, force=force)
 
@@ -198,3 +200,36 @@ def stored_quality(
         )
         for v in stored
     ]
+
+
+def latest_quality(store: ResultsStore | None, model, dataset: str, y_variant: str = "float") -> dict | None:
+    """The latest stored Y PSNR/SSIM row of ``model`` (same name and fingerprint, any weights, crop =
+    scale) on ``dataset``: its values plus ``weights_sha256`` and ``lr`` of that row; None if none."""
+    import json
+
+    if store is None:
+        return None
+    rows = store.rows(kind="quality", model=model.name, scale=model.scale, data=dataset, fingerprint=model.fingerprint)
+    wanted = {"channel": "y", "y_variant": y_variant, "crop_border": model.scale}
+    rows = [r for r in rows if wanted.items() <= json.loads(r.key.conventions).items()]
+    if not rows:
+        return None
+    latest = max(rows, key=lambda r: r.measured_at)  # rows come in storage order, not by time
+    return latest.values | {"weights_sha256": latest.key.checkpoint, "lr": json.loads(latest.key.conventions)["lr"]}
+
+
+def latest_runtime(store: ResultsStore, model, shape: Sequence[int], device: str | None = None) -> dict | None:
+    """The latest stored runtime row of ``model`` at ``shape`` (on ``device``, a device label, if given)."""
+    rows = store.rows(
+        kind="runtime", model=model.name, scale=model.scale, data=input_size(shape), fingerprint=model.fingerprint
+    )
+    rows = [r for r in rows if device is None or r.key.device == device]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: r.measured_at)
+    return {
+        "runtime_ms": row.values["runtime_ms"],
+        "runtime_iqr_ms": row.values.get("runtime_iqr_ms"),
+        "threads": row.values.get("details", {}).get("threads"),
+        "runtime_device": row.key.device,
+    }
