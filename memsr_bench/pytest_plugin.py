@@ -172,15 +172,6 @@ def quantity_labels(quantities: Sequence[str], preset: str | None = None) -> dic
     return {q: {"label": labels.get(q, q), "convention": QUANTITIES[q].definition} for q in quantities}
 
 
-def _model_dtype(model):
-    import torch
-
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
-
-
 def measure_efficiency(
     model,
     quantities: Sequence[str] | None = None,
@@ -196,13 +187,13 @@ def measure_efficiency(
     :func:`memsr_bench.measure.profile.profile`, which runs only what the quantities need; ``dtype``
     measures a converted copy of the model.
     """
-    from memsr_bench.measure.profile import profile
+    from memsr_bench.measure.profile import model_dtype, profile
     from memsr_bench.model.fingerprint import architecture_fingerprint
 
     quantities = default_quantities(preset) if quantities is None else tuple(quantities)
     _check_names(quantities)
     target = model
-    if dtype is not None and dtype != _model_dtype(model):
+    if dtype is not None and dtype != model_dtype(model):
         target = copy.deepcopy(model).to(dtype)  # the caller's model keeps its dtype
     measured = profile(
         target,
@@ -218,7 +209,7 @@ def measure_efficiency(
         "input_shape": list(measured.input_shape),
         "preset": preset,
         "scale": measured.scale,
-        "dtype": str(_model_dtype(target)).removeprefix("torch."),
+        "dtype": str(model_dtype(target)).removeprefix("torch."),
         "fingerprint": measured.fingerprint,
     }
     return context, {q: int(measured.values[q]) for q in quantities}
@@ -560,13 +551,13 @@ def benchmark_forward(
     """
     import torch
 
-    from memsr_bench.measure.profile import model_input_shape
+    from memsr_bench.measure.profile import model_dtype, model_input_shape
     from memsr_bench.measure.runtime import device_name
 
     shape = model_input_shape(model, input_shape)
     dev = torch.device(device)
     model = model.to(dev).eval()
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(dev, _model_dtype(model))
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(dev, model_dtype(model))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)

@@ -279,14 +279,10 @@ def test_known_file_with_wrong_bytes_fails_the_checksum(tmp_path):
 def _toy_spec(tmp_path) -> tuple[nn.Module, ModelSpec]:
     spec = ModelSpec(
         name="toy",
-        build=lambda scale=2: nn.Sequential(
-            nn.Conv2d(3, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale)
-        ),
+        build=lambda scale=2: nn.Sequential(nn.Conv2d(3, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale)),
         scales=(2, 4),
         input_range=1.0,
-        checkpoints=(
-            Checkpoint(filename="toy_x2.pth", sha256="0" * 64, scales=(2,), source="nowhere @0 : x"),
-        ),
+        checkpoints=(Checkpoint(filename="toy_x2.pth", sha256="0" * 64, scales=(2,), source="nowhere @0 : x"),),
     )
     return spec.build(scale=4), spec
 
@@ -300,9 +296,7 @@ def test_directory_without_a_checkpoint_for_that_scale(tmp_path):
 
 def test_directory_for_a_model_without_released_weights(tmp_path):
     model, spec = _build("rfdn", 2)
-    assert "model rfdn has no known public checkpoint (none was released)" in str(
-        _error(model, spec, 2, tmp_path)
-    )
+    assert "model rfdn has no known public checkpoint (none was released)" in str(_error(model, spec, 2, tmp_path))
 
 
 def test_directory_missing_the_file(tmp_path):
@@ -329,9 +323,7 @@ def test_directory_loads_the_known_file(tmp_path):
         scales=(2,),
         input_range=1.0,
         checkpoints=(
-            Checkpoint(
-                filename="tiny.pth", sha256=sha256_of(tmp_path / "tiny.pth"), scales=(2,), source="s @0 : p"
-            ),
+            Checkpoint(filename="tiny.pth", sha256=sha256_of(tmp_path / "tiny.pth"), scales=(2,), source="s @0 : p"),
         ),
     )
     model = build()

@@ -1,14 +1,18 @@
-"""Counters (memsr_bench.measure.counters / op_handles) and presets (memsr_bench.measure.presets).
+"""Counters (memsr_bench.measure.counters / op_handles), presets and the profile API over them.
 
 Every operator formula is checked alone on a tiny module against a number worked out by hand in
-the test; then the module-hook conventions (NTIRE 2022, thop 0.0.31), the presets, "counting does
+the test (through ``trace_model(...).analysis(name)``); then the module-hook conventions (NTIRE
+2022, thop 0.0.31), :class:`~memsr_bench.measure.profile.Profile` and the presets, "counting does
 not modify the model", and finally the published tables on the zoo models (FMEN Table 4 with the
-NTIRE 2022 counters, FMEN Table 3 Mult-Adds), which skip while a zoo model is not registered.
+NTIRE 2022 counters, FMEN Table 3 Mult-Adds, MemSR FLOPs), measured through
+:func:`~memsr_bench.measure.profile.profile` under each table's quantity name; they skip while a
+zoo model is not registered.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -16,8 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from memsr_bench.errors import MemsrInputError
-from memsr_bench.measure import PRESETS, count_efficiency, count_params, get_preset, trace_model
+from memsr_bench.measure import PRESETS, count_params, get_preset, trace_model
 from memsr_bench.measure.op_handles import IGNORED_OPS, OP_FORMULAS, QUANTITIES
+from memsr_bench.measure.profile import profile
+from memsr_bench.measure.quantities import QUANTITIES as QUANTITY_DEFS
+
+# The quantities one trace gives (plus the parameter counts): no fake or real forward pass, so a
+# test that counts forward calls or compares dtypes sees only the trace.
+TRACE_COUNTS = tuple(q for q, d in QUANTITY_DEFS.items() if d.group in ("params", "trace"))
 
 
 class Fn(nn.Module):
@@ -379,21 +389,62 @@ def test_breakdowns_by_module_and_operator():
         t.analysis("nope")
 
 
-def test_count_efficiency_fields():
-    c = count_efficiency(TwoBlocks(), (3, 4, 4))
-    assert c.input_shape == (1, 3, 4, 4) and c.preset is None and c.macs_label == "MACs"
-    assert c.params == (3 * 4 * 9 + 4) + (16 + 4) + (48 + 12)
-    assert c.macs == 16 * (108 + 16 + 48)
-    assert c.activations == 16 * (4 + 4 + 12) and c.convs == 3
-    assert c.flops == c.flops_count.total() and c.macs == c.macs_count.total()
-    assert c.unsupported_ops() == {}
-    assert "input 1x3x4x4" in c.convention
-    d = c.as_dict()
-    assert d["macs"] == c.macs and d["convention"] == c.convention and d["input_shape"] == [1, 3, 4, 4]
-    with pytest.raises(MemsrInputError):
-        count_efficiency(TwoBlocks())  # neither shape nor preset
-    with pytest.raises(MemsrInputError):
-        count_efficiency(TwoBlocks(), (4, 4))
+def test_profile_values_are_named_by_convention():
+    model = TwoBlocks()
+    p = profile(model, (3, 4, 4))
+    assert p.input_shape == (1, 3, 4, 4) and p.preset is None and p.model == "TwoBlocks"
+    v = p.values
+    assert v["params"] == (3 * 4 * 9 + 4) + (16 + 4) + (48 + 12)
+    assert v["macs"] == v["conv_macs"] == 16 * (108 + 16 + 48)  # no linear/matmul here
+    assert v["activations"] == v["ntire2022_activations"] == 16 * (4 + 4 + 12)
+    assert v["convs"] == v["ntire2022_convs"] == 3
+    trace = trace_model(model, (3, 4, 4))
+    for name in TRACE_COUNTS:  # each trace quantity is the total of its analysis
+        if QUANTITY_DEFS[name].group == "trace":
+            assert v[name] == trace.analysis(QUANTITY_DEFS[name].analysis).total(), name
+    # the conventions differ, so do the numbers: NTIRE adds the ReLU module's outputs, thop the biases
+    assert v["ntire2022_flops"] == v["macs"] + 64 and v["thop_0031_macs"] == v["macs"] + 16 * 20
+    assert v["flops_all_ops"] == trace.analysis("flops").total()
+    assert p.details["unsupported_ops"] == {}
+    assert p["macs"] == v["macs"]
+    # conventions(): every value's definition, and the input
+    conventions = p.conventions()
+    assert {q: conventions[q] for q in v} == {q: QUANTITY_DEFS[q].definition for q in v}
+    assert conventions["input"] == "1x3x4x4"
+    assert p.reported() == []  # no preset, no paper labels
+    # to_json(): the values under their names, JSON-serialisable as it is
+    j = json.loads(json.dumps(p.to_json()))
+    assert {q: j[q] for q in v} == v
+    assert j["input_shape"] == [1, 3, 4, 4] and j["preset"] is None and j["reported"] == {}
+    assert j["conventions"] == conventions
+    # only the requested quantities (plus nothing from the trace that was not asked for)
+    only = profile(model, (3, 4, 4), quantities=["ntire2022_flops"])
+    assert only.values == {"ntire2022_flops": v["ntire2022_flops"]}
+    with pytest.raises(MemsrInputError, match="input shape or a preset"):
+        profile(model)  # neither shape nor preset
+    with pytest.raises(MemsrInputError, match="input_shape"):
+        profile(model, (4, 4))
+    with pytest.raises(MemsrInputError, match="quantities"):
+        profile(model, (3, 4, 4), quantities=["mult_adds"])
+
+
+def test_profile_reported_labels_per_preset():
+    model = TinySR(2)
+    expected = {
+        "ntire2022": {"FLOPs": "ntire2022_flops", "#Activations": "ntire2022_activations", "#Conv": "ntire2022_convs"},
+        "fmen": {"Mult-Adds": "conv_macs"},
+        "memsr": {"FLOPs": "thop_0031_macs"},
+    }
+    plain = profile(model, (3, 8, 8), quantities=TRACE_COUNTS)
+    for preset, labels in expected.items():
+        p = profile(model, (3, 8, 8), preset=preset, quantities=TRACE_COUNTS)
+        assert p.preset == preset and p.conventions()["input"] == f"1x3x8x8 ({preset} preset)"
+        assert p.reported() == [(label, q, p.values[q]) for label, q in labels.items()]
+        assert p.to_json()["reported"] == labels
+        # a preset picks the input and the labels, never what a name holds: the paper's "FLOPs"
+        # is stored as ntire2022_flops / thop_0031_macs while macs stays memsr-bench's MACs
+        assert p.values == plain.values
+    assert plain.values["macs"] not in (plain.values["ntire2022_flops"], plain.values["thop_0031_macs"])
 
 
 def test_params_trainable_and_buffers():
@@ -409,9 +460,12 @@ def test_params_trainable_and_buffers():
 
 def test_bfloat16_trace_gives_the_same_counts():
     model = TwoBlocks()
-    a = count_efficiency(model, (3, 8, 8))
-    b = count_efficiency(model, (3, 8, 8), dtype=torch.bfloat16)
-    assert a.as_dict() == b.as_dict()
+    a = profile(model, (3, 8, 8), quantities=TRACE_COUNTS)
+    b = profile(copy.deepcopy(model).to(torch.bfloat16), (3, 8, 8), quantities=TRACE_COUNTS)  # traced in bf16
+    assert a.values == b.values
+    # trace_model's dtype= traces a converted copy and leaves the model in its own dtype
+    t = trace_model(model, (3, 8, 8), dtype=torch.bfloat16)
+    assert t.analysis("macs").total() == a.values["macs"]
     assert next(model.parameters()).dtype == torch.float32
 
 
@@ -478,7 +532,12 @@ def test_preset_input_sizes():
     assert [memsr.input_shape(s) for s in (2, 3, 4)] == [(1, 3, 540, 960), (1, 3, 360, 640), (1, 3, 270, 480)]
     assert memsr.input_shape(2, channels=1) == (1, 1, 540, 960)
     assert set(PRESETS) == {"ntire2022", "fmen", "memsr"}
-    assert (get_preset("fmen").macs_label, get_preset("ntire2022").macs_label) == ("Mult-Adds", "FLOPs")
+    assert dict(get_preset("fmen").reported) == {"Mult-Adds": "conv_macs"}
+    assert dict(get_preset("ntire2022").reported)["FLOPs"] == "ntire2022_flops"
+    assert dict(get_preset("memsr").reported) == {"FLOPs": "thop_0031_macs"}
+    for preset in PRESETS.values():  # every reported name is a defined quantity, never plain "macs"
+        assert preset.reported and all(q in QUANTITY_DEFS for _, q in preset.reported), preset.name
+        assert "macs" not in dict(preset.reported).values(), preset.name
     with pytest.raises(MemsrInputError, match="unknown preset"):
         get_preset("ntire2023")
     with pytest.raises(MemsrInputError, match="scale"):
@@ -499,25 +558,28 @@ class TinySR(nn.Module):
         return self.up(self.body(x))
 
 
-def test_count_efficiency_with_presets():
+def test_profile_with_presets():
     model = TinySR(4)
-    c = count_efficiency(model, preset="fmen")  # scale from model.scale
-    assert c.input_shape == (1, 3, 180, 320) and c.preset == "fmen" and c.macs_label == "Mult-Adds"
+    c = profile(model, preset="fmen", quantities=["conv_macs"])  # scale from model.scale
+    assert c.input_shape == (1, 3, 180, 320) and c.preset == "fmen" and c.scale == 4
     px = 180 * 320
-    assert c.macs == px * (4 * 27 + 48 * 36)
-    assert "1280x720" in c.convention and "1x3x180x320" in c.convention
-    n = count_efficiency(model, preset="ntire2022")
-    assert n.input_shape == (1, 3, 256, 256)
-    assert n.macs == 256 * 256 * (4 * 27 + 48 * 36 + 4)  # + ReLU module outputs
-    assert n.activations == 256 * 256 * (4 + 48) and n.convs == 2
-    m = count_efficiency(model, preset="memsr", scale=4)
+    assert c.reported() == [("Mult-Adds", "conv_macs", px * (4 * 27 + 48 * 36))]
+    assert "1280x720" in get_preset("fmen").convention and c.conventions()["input"] == "1x3x180x320 (fmen preset)"
+    ntire = ["ntire2022_flops", "ntire2022_activations", "ntire2022_convs"]
+    n = profile(model, preset="ntire2022", quantities=ntire).values
+    assert profile(model, preset="ntire2022", quantities=ntire).input_shape == (1, 3, 256, 256)
+    assert n["ntire2022_flops"] == 256 * 256 * (4 * 27 + 48 * 36 + 4)  # + ReLU module outputs
+    assert n["ntire2022_activations"] == 256 * 256 * (4 + 48) and n["ntire2022_convs"] == 2
+    m = profile(model, preset="memsr", scale=4, quantities=["thop_0031_macs"])
     assert m.input_shape == (1, 3, 270, 480)
-    assert m.macs == 270 * 480 * (4 * 28 + 48 * 37)  # thop: + 1 per output for the bias
-    y = count_efficiency(TinySR(2, y=True), preset="memsr")
+    assert m.values["thop_0031_macs"] == 270 * 480 * (4 * 28 + 48 * 37)  # thop: + 1 per output for the bias
+    y = profile(TinySR(2, y=True), preset="memsr", quantities=["params"])
     assert y.input_shape == (1, 1, 540, 960)
     with pytest.raises(MemsrInputError, match="scale"):
-        count_efficiency(nn.Conv2d(3, 3, 1), preset="fmen")
-    assert count_efficiency(nn.Conv2d(3, 3, 1), (3, 2, 2), preset="fmen").input_shape == (1, 3, 2, 2)
+        profile(nn.Conv2d(3, 3, 1), preset="fmen")
+    with pytest.raises(MemsrInputError, match="unknown preset"):
+        profile(model, preset="ntire2023")
+    assert profile(nn.Conv2d(3, 3, 1), (3, 2, 2), preset="fmen").input_shape == (1, 3, 2, 2)
 
 
 # ----------------------------------------------------------------------------- the model is untouched
@@ -567,17 +629,25 @@ def test_counting_does_not_modify_the_model():
     model.conv.register_forward_hook(lambda *args: calls.append(1))  # a user's hook stays
     before = _snapshot(model)
     for preset in (None, "ntire2022", "memsr"):
-        c = count_efficiency(model, (3, 6, 6), preset=preset, scale=2)
+        c = profile(model, (3, 6, 6), preset=preset, scale=2, quantities=TRACE_COUNTS)
         _assert_same(before, _snapshot(model))
-    assert c.trainable_params == c.params - 4
+    assert c.values["trainable_params"] == c.values["params"] - 4
     assert len(calls) == 3  # the user's hook ran once per trace and is still registered
     # BatchNorm running statistics untouched although the model is in training mode
     assert torch.equal(model.bn.running_mean, torch.zeros(4)) and int(model.bn.num_batches_tracked) == 0
     # the copy made for another dtype leaves the original alone too
-    count_efficiency(model, (3, 6, 6), dtype=torch.bfloat16)
+    trace_model(model, (3, 6, 6), dtype=torch.bfloat16)
     _assert_same(before, _snapshot(model))
     strict = Stateful()
     strict.load_state_dict(model.state_dict(), strict=True)  # no stray buffers left behind
+
+
+def test_default_profile_does_not_modify_the_model():
+    model = Stateful()
+    model.train()
+    before = _snapshot(model)
+    profile(model, (3, 6, 6))  # the default quantities: the trace and the predicted peak (fake tensors)
+    _assert_same(before, _snapshot(model))
 
 
 def test_custom_train_override_is_not_called():
@@ -593,7 +663,7 @@ def test_custom_train_override_is_not_called():
             return self.conv(x)
 
     model = Reparam()
-    assert count_efficiency(model, (3, 2, 2)).macs == 4 * 9
+    assert profile(model, (3, 2, 2)).values["macs"] == 4 * 9  # the default quantities, predicted peak included
     assert model.training and model.conv.training
 
 
@@ -609,7 +679,7 @@ def test_failed_trace_leaves_no_hooks_and_restores_modes():
     model = Broken().train()
     before = _snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):
-        count_efficiency(model, (3, 2, 2))
+        profile(model, (3, 2, 2), quantities=TRACE_COUNTS)
     _assert_same(before, _snapshot(model))
 
 
@@ -640,9 +710,10 @@ def test_every_zoo_model_is_fully_supported_and_untouched():
         spec = zoo.get_spec(name)
         model = zoo.create(name, scale=spec.scales[0])
         before = _snapshot(model)
-        c = count_efficiency(model, (1 if spec.channels == "y" else 3, 16, 16))  # ESA needs >= 15
-        assert c.unsupported_ops() == {}, name
-        assert c.macs > 0 and c.convs > 0 and c.params == sum(p.numel() for p in model.parameters()), name
+        c = profile(model, (1 if spec.channels == "y" else 3, 16, 16), quantities=TRACE_COUNTS)  # ESA needs >= 15
+        assert c.details["unsupported_ops"] == {}, name
+        v = c.values
+        assert v["macs"] > 0 and v["convs"] > 0 and v["params"] == sum(p.numel() for p in model.parameters()), name
         _assert_same(before, _snapshot(model))
 
 
@@ -659,12 +730,15 @@ TABLE4 = [
 @pytest.mark.parametrize(("name", "gflops", "mact", "convs", "params"), TABLE4, ids=[r[0] for r in TABLE4])
 def test_fmen_table4_ntire2022(name, gflops, mact, convs, params):
     model = zoo_model(name, 4)
-    c = count_efficiency(model, preset="ntire2022")  # one trace
+    quantities = ["params", *(q for _, q in get_preset("ntire2022").reported)]
+    c = profile(model, preset="ntire2022", quantities=quantities)  # one trace
     assert c.input_shape == (1, 3, 256, 256)
-    assert round(c.macs / 1e9, 2) == gflops
-    assert round(c.activations / 1e6, 2) == mact
-    assert c.convs == convs
-    assert c.params == params
+    reported = {label: value for label, _, value in c.reported()}  # the table's columns, by its labels
+    assert round(reported["FLOPs"] / 1e9, 2) == gflops
+    assert round(c.values["ntire2022_flops"] / 1e9, 2) == gflops
+    assert round(c.values["ntire2022_activations"] / 1e6, 2) == mact
+    assert c.values["ntire2022_convs"] == convs
+    assert c.values["params"] == params
 
 
 # FMEN Table 3 Mult-Adds [G] at HR 1280x720 (x2, x3, x4).
@@ -695,9 +769,9 @@ def _table3_cases():
 @pytest.mark.parametrize(("name", "scale", "published"), list(_table3_cases()))
 def test_fmen_table3_mult_adds(name, scale, published):
     model = zoo_model(name, scale)
-    c = count_efficiency(model, preset="fmen")
-    assert c.macs_label == "Mult-Adds"
-    assert c.macs / 1e9 == pytest.approx(published, rel=0.01)
+    c = profile(model, preset="fmen", quantities=["conv_macs"])
+    assert c.reported() == [("Mult-Adds", "conv_macs", c.values["conv_macs"])]
+    assert c.values["conv_macs"] / 1e9 == pytest.approx(published, rel=0.01)
 
 
 # MemSR's FLOPs (= thop 0.0.31 MACs, incl. conv bias adds and LeakyReLU elements) at HR 1920x1080.
@@ -711,13 +785,13 @@ MEMSR = [("imdn", 4, 92), ("imdn", 3, 162), ("imdn", 2, 359), ("edsr-baseline", 
     ids=[f"{n}-x{s}" for n, s, _ in MEMSR],
 )
 def test_memsr_flops(name, scale, published):
-    c = count_efficiency(zoo_model(name, scale), preset="memsr")
+    c = profile(zoo_model(name, scale), preset="memsr", quantities=["thop_0031_macs"])
     assert c.input_shape[2:] == (1080 // scale, 1920 // scale)
-    assert round(c.macs / 1e9) == published
+    assert round(c.values["thop_0031_macs"] / 1e9) == published
 
 
 def test_counts_are_independent_of_copying():
     model = TinySR(2)
-    a = count_efficiency(model, (3, 8, 8), preset="ntire2022")
-    b = count_efficiency(copy.deepcopy(model), (3, 8, 8), preset="ntire2022")
-    assert a == b
+    a = profile(model, (3, 8, 8), preset="ntire2022")
+    b = profile(copy.deepcopy(model), (3, 8, 8), preset="ntire2022")
+    assert a.values == b.values and a.input_shape == b.input_shape

@@ -7,11 +7,11 @@ Published: FMEN Table 3 (../shared/reference/published_quality.csv), LR_bicubic 
 from __future__ import annotations
 
 import pytest
-from memsr_bench.reporting.published import published_quality
 
 import zoo
 from memsr_bench.data.datasets import discover_test_set
 from memsr_bench.evaluate import evaluate
+from memsr_bench.reporting.published import published_quality
 from tests.conftest import require_shared
 
 CASES = [(scale, "Set5") for scale in (2, 3, 4)] + [

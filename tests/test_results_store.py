@@ -199,9 +199,7 @@ def test_key_normalisation_and_defaults():
 
     import memsr_bench
 
-    key = ResultKey(
-        "counters", "IMDN", "random-init", scale="4", data=[1, 3, 64, 64], conventions={"b": 1, "a": 2}
-    )
+    key = ResultKey("counters", "IMDN", "random-init", scale="4", data=[1, 3, 64, 64], conventions={"b": 1, "a": 2})
     assert key.scale == 4 and key.data == "1x3x64x64" and key.conventions == '{"a":2,"b":1}'
     assert key.torch_version == torch.__version__ and key.package_version == memsr_bench.__version__
     assert key == ResultKey("counters", "IMDN", "random-init", 4, "1x3x64x64", '{"a":2,"b":1}')
@@ -348,9 +346,17 @@ def test_v1_store_is_migrated_and_old_rows_never_match(tmp_path):
     store = ResultsStore(path)
     (old,) = store.rows(model="imdn")
     assert old.values == {"params": 7} and old.key.fingerprint == ""
-    key = ResultKey("efficiency", "imdn", "random-init", scale=4, data="1x3x8x8", conventions="ntire2022",
-                    torch_version="t", package_version="p", fingerprint="f")
+    key = ResultKey(
+        "efficiency",
+        "imdn",
+        "random-init",
+        scale=4,
+        data="1x3x8x8",
+        conventions="ntire2022",
+        torch_version="t",
+        package_version="p",
+        fingerprint="f",
+    )
     assert store.get(key) is None
     store.put(key, {"params": 8})
     assert len(store) == 2
-

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A network of the user's own: its code only, nothing imported from the repository. Its module tree mirrors
 # zoo's FSRCNN (same names and shapes, Y input 0..1), so the same weights give the same SR output.
-USER_MODEL = '''
+USER_MODEL = """
 from torch import nn
 
 
@@ -43,7 +43,7 @@ class TinyFSRCNN(nn.Module):
 
 def build(scale=2, d=56, s=12, m=4):
     return TinyFSRCNN(scale, d, s, m)
-'''
+"""
 EXTRA_CONV = (
     ("# EXTRA\n", "self.extra = nn.Conv2d(d, d, 3, padding=1)\n"),
     ("# EXTRA-FORWARD\n", "x = self.extra(x)\n"),
@@ -115,8 +115,20 @@ def test_a_model_file_outside_the_repository_in_every_command(tmp_path, capsys, 
     meta = ["--channels", "y", "--input-range", "1"]
 
     # profile: params and NTIRE 2022 FLOPs as the NTIRE script's hooks count them
-    out = _run(capsys, "profile", ref, *meta, "--scale", "2", "--preset", "ntire2022", "--no-runtime", "--json",
-               "--store", store)
+    out = _run(
+        capsys,
+        "profile",
+        ref,
+        *meta,
+        "--scale",
+        "2",
+        "--preset",
+        "ntire2022",
+        "--no-runtime",
+        "--json",
+        "--store",
+        store,
+    )
     profile = json.loads(out)
     import importlib.util
 
@@ -125,11 +137,29 @@ def test_a_model_file_outside_the_repository_in_every_command(tmp_path, capsys, 
     spec.loader.exec_module(module)
     params, flops = _ntire2022_hooks(module.build(scale=2), (1, 1, 256, 256))
     assert profile["params"] == params and profile["ntire2022_flops"] == flops
-    assert profile["reported"]["FLOPs"] == "ntire2022_flops" and profile["input"] == "Y 0..1 (given: --input-range, --channels)"
+    assert (
+        profile["reported"]["FLOPs"] == "ntire2022_flops"
+        and profile["input"] == "Y 0..1 (given: --input-range, --channels)"
+    )
 
     # --config reaches the constructor; a wrong key or value names the key
-    out = _run(capsys, "profile", ref, *meta, "--scale", "2", "--config", "d=32", "m=2", "--input", "16x16",
-               "--no-runtime", "--json", "--store", store)
+    out = _run(
+        capsys,
+        "profile",
+        ref,
+        *meta,
+        "--scale",
+        "2",
+        "--config",
+        "d=32",
+        "m=2",
+        "--input",
+        "16x16",
+        "--no-runtime",
+        "--json",
+        "--store",
+        store,
+    )
     assert json.loads(out)["params"] < params and json.loads(out)["config"] == {"d": 32, "m": 2}
     assert main(["profile", ref, "--config", "depth=3", "--store", str(store)]) == 2
     assert "--config depth: tinysr:build has no parameter 'depth'" in capsys.readouterr().err
@@ -140,37 +170,137 @@ def test_a_model_file_outside_the_repository_in_every_command(tmp_path, capsys, 
     torch.manual_seed(1)
     weights = tmp_path / "mine.pth"
     torch.save({"params": module.build(scale=2).state_dict()}, weights)
-    mine = json.loads(_run(capsys, "eval", ref, *meta, "--scale", "2", "--data", test_set, "--weights", weights,
-                           "--json", "--store", store))
-    zoo_result = json.loads(_run(capsys, "eval", "fsrcnn", "--scale", "2", "--data", test_set, "--weights", weights,
-                                 "--json", "--store", store))
+    mine = json.loads(
+        _run(
+            capsys,
+            "eval",
+            ref,
+            *meta,
+            "--scale",
+            "2",
+            "--data",
+            test_set,
+            "--weights",
+            weights,
+            "--json",
+            "--store",
+            store,
+        )
+    )
+    zoo_result = json.loads(
+        _run(
+            capsys,
+            "eval",
+            "fsrcnn",
+            "--scale",
+            "2",
+            "--data",
+            test_set,
+            "--weights",
+            weights,
+            "--json",
+            "--store",
+            store,
+        )
+    )
     assert mine["psnr"] == zoo_result["psnr"] and mine["ssim"] == zoo_result["ssim"]
     assert mine["weights_sha256"] == zoo_result["weights_sha256"] and mine["fingerprint"] != zoo_result["fingerprint"]
 
     # a table row beside zoo models, highlighted; a figure that includes it
-    table = _run(capsys, "table", "fmen-table4", "--models", "fsrcnn", ref, *meta, "--highlight", ref,
-                 "--max-gmacs", "1e-9", "--format", "csv", "--store", store)
+    table = _run(
+        capsys,
+        "table",
+        "fmen-table4",
+        "--models",
+        "fsrcnn",
+        ref,
+        *meta,
+        "--highlight",
+        ref,
+        "--max-gmacs",
+        "1e-9",
+        "--format",
+        "csv",
+        "--store",
+        store,
+    )
     rows = {r["model"]: r for r in _csv(table)}
     assert set(rows) == {"fsrcnn", "tinysr:build"} and rows["tinysr:build"]["highlight"] == "True"
     assert int(rows["tinysr:build"]["params"]) == params
-    assert int(rows["tinysr:build"]["ntire2022_flops"]) == _ntire2022_hooks(
-        module.build(scale=4), (1, 1, 256, 256))[1]
+    assert int(rows["tinysr:build"]["ntire2022_flops"]) == _ntire2022_hooks(module.build(scale=4), (1, 1, 256, 256))[1]
     _run(capsys, "eval", ref, *meta, "--scale", "4", "--data", test_set, "--random-weights", "--store", store)
-    _run(capsys, "plot", "psnr-memory", "--models", "fsrcnn", ref, *meta, "--highlight", ref, "--dataset", "Set5",
-         "--store", store, "--out", tmp_path / "fig")
+    _run(
+        capsys,
+        "plot",
+        "psnr-memory",
+        "--models",
+        "fsrcnn",
+        ref,
+        *meta,
+        "--highlight",
+        ref,
+        "--dataset",
+        "Set5",
+        "--store",
+        store,
+        "--out",
+        tmp_path / "fig",
+    )
     assert (tmp_path / "fig.png").stat().st_size > 1000
 
     # the file changes (one more conv): table and profile follow without --force
     _write_model(outside, edited=True)
-    edited = json.loads(_run(capsys, "profile", ref, *meta, "--scale", "2", "--preset", "ntire2022", "--no-runtime",
-                             "--json", "--store", store))
+    edited = json.loads(
+        _run(
+            capsys,
+            "profile",
+            ref,
+            *meta,
+            "--scale",
+            "2",
+            "--preset",
+            "ntire2022",
+            "--no-runtime",
+            "--json",
+            "--store",
+            store,
+        )
+    )
     assert edited["params"] == params + 56 * 56 * 9 + 56 and edited["fingerprint"] != profile["fingerprint"]
-    table = _run(capsys, "table", "fmen-table4", "--models", ref, *meta, "--max-gmacs", "1e-9", "--format", "csv",
-                 "--store", store)
+    table = _run(
+        capsys,
+        "table",
+        "fmen-table4",
+        "--models",
+        ref,
+        *meta,
+        "--max-gmacs",
+        "1e-9",
+        "--format",
+        "csv",
+        "--store",
+        store,
+    )
     assert int(_csv(table)[0]["params"]) == params + 56 * 56 * 9 + 56
     # the edited model has no PSNR yet: the figure refuses instead of showing the old version's
-    assert main(["plot", "psnr-memory", "--models", ref, *meta, "--dataset", "Set5", "--store", str(store),
-                 "--out", str(tmp_path / "fig2")]) == 2
+    assert (
+        main(
+            [
+                "plot",
+                "psnr-memory",
+                "--models",
+                ref,
+                *meta,
+                "--dataset",
+                "Set5",
+                "--store",
+                str(store),
+                "--out",
+                str(tmp_path / "fig2"),
+            ]
+        )
+        == 2
+    )
     assert "no model has a stored PSNR" in capsys.readouterr().err
 
 
@@ -208,8 +338,21 @@ def test_renamed_public_checkpoint_by_content_and_no_silent_random_weights(tmp_p
 
     renamed = tmp_path / "my_weights.pth"
     renamed.write_bytes(require_shared("weights", "fsrcnn_x2.pth").read_bytes())
-    out = json.loads(_run(capsys, "profile", "fsrcnn", "--scale", "2", "--weights", renamed, "--input", "8x8",
-                          "--no-runtime", "--json"))
+    out = json.loads(
+        _run(
+            capsys,
+            "profile",
+            "fsrcnn",
+            "--scale",
+            "2",
+            "--weights",
+            renamed,
+            "--input",
+            "8x8",
+            "--no-runtime",
+            "--json",
+        )
+    )
     assert out["weights_known_as"] == "fsrcnn_x2.pth"
     assert main(["eval", "fsrcnn", "--scale", "4", "--data", str(test_set), "--weights", str(renamed)]) == 2
     err = capsys.readouterr().err

@@ -2,12 +2,12 @@
 
 One trace per model and input: :func:`trace_model` runs ``fvcore.nn.JitModelAnalysis`` once, with
 a handle (``set_op_handle``) for every operator of the formula table in
-:mod:`memsr_bench.measure.op_handles`, and every quantity below is read from that one trace.
-Each quantity is an analysis object in the style of fvcore's ``FlopCountAnalysis``: ``.total()``,
+:mod:`memsr_bench.measure.op_handles`, and every analysis below is read from that one trace.
+Each is an analysis object in the style of fvcore's ``FlopCountAnalysis``: ``.total()``,
 ``.by_operator()``, ``.by_module()``, ``.by_module_and_operator()``, ``.unsupported_ops()``, plus
 ``.convention``, a one-line description of what is counted.
 
-Quantities (``ModelTrace.analysis(name)``):
+Analyses (``ModelTrace.analysis(name)``, :data:`ANALYSES`):
 
 * ``macs`` -- multiply-accumulates of convolutions, linear and matmul-type ops (0 for everything
   else, e.g. ``pixel_shuffle``); ``conv_macs`` -- the convolution part alone (the SR papers'
@@ -25,16 +25,19 @@ Quantities (``ModelTrace.analysis(name)``):
 Counting leaves the model as it was: it runs in eval mode under ``torch.no_grad()`` with every
 module's ``training`` flag restored afterwards, adds no buffers or attributes, and removes every
 hook it registered even when the trace fails. Parameters are counted on the model itself.
+
+This module is the machinery; callers measure through :func:`memsr_bench.measure.profile.profile`,
+which exposes each analysis as a quantity named for its convention
+(:mod:`memsr_bench.measure.quantities`, e.g. analysis ``thop_0031`` -> quantity ``thop_0031_macs``).
 """
 
 from __future__ import annotations
 
 import copy
-import typing
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from fvcore.nn.jit_analysis import JitModelAnalysis
@@ -42,11 +45,10 @@ from torch import nn
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.op_handles import IGNORED_OPS, OP_FORMULAS, QUANTITIES, OpFormula
-from memsr_bench.measure.presets import Preset, get_preset
 
 __all__ = [
+    "ANALYSES",
     "CountAnalysis",
-    "EfficiencyCounts",
     "HookRule",
     "ModelTrace",
     "ModuleConvention",
@@ -54,8 +56,9 @@ __all__ = [
     "NTIRE2022_FLOPS",
     "ParamCounts",
     "THOP_0031",
-    "count_efficiency",
     "count_params",
+    "input_channels",
+    "normalise_input_shape",
     "trace_model",
 ]
 
@@ -372,7 +375,7 @@ _HOOK_DICTS = (
 
 
 @contextmanager
-def _untouched(model: nn.Module) -> Iterator[None]:
+def untouched(model: nn.Module) -> Iterator[None]:
     """Eval mode and no_grad for the trace; training flags and hook tables restored after.
 
     The flags are set directly instead of calling ``model.eval()``, so that a module whose
@@ -429,7 +432,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dt
         model_dtype = dtype
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(shape, generator=generator).to(device=device, dtype=model_dtype)
-    with _untouched(target):
+    with untouched(target):
         analysis = _SuiteAnalysis(target, (x,))
         trace = ModelTrace(target, shape, analysis)  # runs the trace
     if target is not model:
@@ -456,61 +459,7 @@ def count_params(model: nn.Module) -> ParamCounts:
     )
 
 
-# ----------------------------------------------------------------------------- public entry point
-
-
-@dataclass(frozen=True)
-class EfficiencyCounts:
-    """Counts of one model at one input size, in one named convention.
-
-    Without a preset ``macs``/``flops``/``activations``/``convs`` are memsr-bench's own counts over
-    every traced op. With a preset ``macs`` is the quantity the paper reports (under the paper's
-    name, ``macs_label``), and ``activations``/``convs`` follow the paper's definition where it has
-    one (NTIRE 2022); ``flops`` is always memsr-bench's FLOP count. ``convention`` says all of it.
-    """
-
-    params: int
-    trainable_params: int
-    buffers: int
-    macs: int
-    flops: int
-    activations: int
-    convs: int
-    input_shape: tuple[int, ...]
-    preset: str | None
-    macs_label: str
-    convention: str
-    macs_count: CountAnalysis = field(repr=False, compare=False)
-    flops_count: CountAnalysis = field(repr=False, compare=False)
-    activations_count: CountAnalysis = field(repr=False, compare=False)
-    convs_count: CountAnalysis = field(repr=False, compare=False)
-    trace: ModelTrace = field(repr=False, compare=False)
-
-    def unsupported_ops(self) -> Counter[str]:
-        return self.trace.unsupported_ops()
-
-    def as_dict(self) -> dict[str, typing.Any]:
-        """The numbers and the convention, for tables and JSON."""
-        return {
-            "params": self.params,
-            "trainable_params": self.trainable_params,
-            "buffers": self.buffers,
-            "macs": self.macs,
-            "flops": self.flops,
-            "activations": self.activations,
-            "convs": self.convs,
-            "input_shape": list(self.input_shape),
-            "preset": self.preset,
-            "macs_label": self.macs_label,
-            "convention": self.convention,
-        }
-
-
-def _model_scale(model: nn.Module, scale: int | None) -> int | None:
-    if scale is not None:
-        return int(scale)
-    value = getattr(model, "scale", None)
-    return int(value) if isinstance(value, int) else None
+# ----------------------------------------------------------------------------- input
 
 
 def input_channels(model: nn.Module) -> int:
@@ -522,62 +471,3 @@ def input_channels(model: nn.Module) -> int:
         if isinstance(m, nn.Conv2d):
             return m.in_channels
     return 3
-
-
-def count_efficiency(
-    model: nn.Module,
-    input_shape: Sequence[int] | None = None,
-    preset: str | Preset | None = None,
-    *,
-    scale: int | None = None,
-    dtype: torch.dtype | None = None,
-) -> EfficiencyCounts:
-    """Count parameters, MACs, FLOPs, activations and convolutions of ``model`` (one trace).
-
-    ``input_shape`` is the LR input, ``(C, H, W)`` or ``(N, C, H, W)``. A ``preset``
-    (``"ntire2022"``, ``"fmen"``, ``"memsr"``, see :mod:`memsr_bench.measure.presets`) supplies the
-    input size when ``input_shape`` is None (from ``scale``, default ``model.scale``, and the
-    zoo spec's channels) and picks the reported quantities. The model is not modified.
-    """
-    preset_obj = get_preset(preset) if isinstance(preset, str) else preset
-    if input_shape is None:
-        if preset_obj is None:
-            raise MemsrInputError("input_shape", "give an input shape or a preset")
-        input_shape = preset_obj.input_shape(_model_scale(model, scale), channels=input_channels(model))
-    shape = normalise_input_shape(input_shape)
-    trace = trace_model(model, shape, dtype=dtype)
-    params = count_params(model)
-
-    if preset_obj is None:
-        names = {"macs": "macs", "activations": "activations", "convs": "convs"}
-        macs_label = "MACs"
-        convention = (
-            "memsr-bench: MACs of conv/linear/matmul ops; FLOPs = 2 per MAC + bias and element-wise "
-            "ops; activations = output elements of every conv op; convs = conv op calls"
-        )
-    else:
-        names = {"macs": preset_obj.macs, "activations": preset_obj.activations, "convs": preset_obj.convs}
-        macs_label = preset_obj.macs_label
-        convention = preset_obj.convention
-    convention = f"{convention}; input {'x'.join(str(s) for s in shape)}"
-
-    analyses = {key: trace.analysis(name) for key, name in names.items()}
-    flops = trace.analysis("flops")
-    return EfficiencyCounts(
-        params=params.params,
-        trainable_params=params.trainable_params,
-        buffers=params.buffers,
-        macs=analyses["macs"].total(),
-        flops=flops.total(),
-        activations=analyses["activations"].total(),
-        convs=analyses["convs"].total(),
-        input_shape=shape,
-        preset=None if preset_obj is None else preset_obj.name,
-        macs_label=macs_label,
-        convention=convention,
-        macs_count=analyses["macs"],
-        flops_count=flops,
-        activations_count=analyses["activations"],
-        convs_count=analyses["convs"],
-        trace=trace,
-    )

@@ -1,18 +1,21 @@
-"""Measurement presets: the input-size rule and counting convention of each published table.
+"""Measurement presets: the input-size rule of each published table and what that table reports.
 
 A preset says which input a paper counted at (an LR size, or the LR size giving a fixed HR output)
-and which counted quantity the paper prints as its MAC/FLOP column, under the paper's own name.
-``count_efficiency(model, preset="fmen", scale=4)`` applies one.
+and which quantities its table prints, as ``(the paper's label, quantity name)`` pairs
+(:attr:`Preset.reported`). The quantities themselves are defined once, in
+:mod:`memsr_bench.measure.quantities`, and named for their convention, so a preset never changes
+what a name means: the NTIRE 2022 "FLOPs" is ``ntire2022_flops``, never ``macs``.
+``profile(model, preset="fmen", scale=4)`` (:func:`memsr_bench.measure.profile.profile`) applies one.
 
 * ``ntire2022`` -- NTIRE 2022 Efficient SR challenge (FMEN Table 4): LR input 256x256 whatever the
-  scale; "FLOPs" = ``get_model_flops`` (hooks on Conv2d/ConvTranspose2d, ReLU-family, BatchNorm2d
-  and Linear modules), "#Activations" = output elements of Conv2d/ConvTranspose2d calls,
-  "#Conv" = their number of calls.
-* ``fmen`` -- FMEN Table 3: "Mult-Adds" = convolution MACs for an HR output of 1280x720
-  (LR ``round(1280/s) x round(720/s)``).
-* ``memsr`` -- MemSR tables: "FLOPs" as printed, i.e. ``thop.profile`` 0.0.31 MACs (conv MACs
-  with bias adds, BatchNorm, LeakyReLU, pooling and Upsample module costs), for an HR output of
-  1920x1080 (LR ``round(1920/s) x round(1080/s)``).
+  scale; "FLOPs" = ``ntire2022_flops`` (``get_model_flops``: hooks on Conv2d/ConvTranspose2d,
+  ReLU-family, BatchNorm2d and Linear modules), "#Activations" = ``ntire2022_activations`` (output
+  elements of Conv2d/ConvTranspose2d calls), "#Conv" = ``ntire2022_convs`` (their number of calls).
+* ``fmen`` -- FMEN Table 3: "Mult-Adds" = ``conv_macs`` (convolution MACs) for an HR output of
+  1280x720 (LR ``round(1280/s) x round(720/s)``).
+* ``memsr`` -- MemSR tables: "FLOPs" as printed = ``thop_0031_macs`` (``thop.profile`` 0.0.31 MACs:
+  conv MACs with bias adds, BatchNorm, LeakyReLU, pooling and Upsample module costs), for an HR
+  output of 1920x1080 (LR ``round(1920/s) x round(1080/s)``).
 """
 
 from __future__ import annotations
@@ -26,16 +29,14 @@ __all__ = ["PRESETS", "Preset", "get_preset"]
 
 @dataclass(frozen=True)
 class Preset:
-    """Input-size rule + the quantities reported, by ``ModelTrace.analysis`` name."""
+    """Input-size rule + the quantities its table reports, under the paper's labels."""
 
     name: str
     source: str  # the table(s) measured this way
-    macs_label: str  # the paper's name for the reported MAC-like number
-    macs: str  # analysis reported as ``EfficiencyCounts.macs``
-    activations: str  # analysis reported as ``EfficiencyCounts.activations``
-    convs: str  # analysis reported as ``EfficiencyCounts.convs``
     convention: str  # one line, printed with every result
-    reported: tuple[tuple[str, str], ...] = ()  # (the paper's label, quantity name) shown by its table
+    # (the paper's label, quantity name from memsr_bench.measure.quantities) shown by its table;
+    # the label is only a column heading, the value stays under the quantity's own name
+    reported: tuple[tuple[str, str], ...] = ()
     lr_size: tuple[int, int] | None = None  # fixed LR (H, W)
     hr_size: tuple[int, int] | None = None  # fixed HR output (H, W); LR = round(HR / scale)
 
@@ -59,10 +60,6 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="ntire2022",
             source="NTIRE 2022 ESR challenge; FMEN Table 4",
-            macs_label="FLOPs",
-            macs="ntire2022_flops",
-            activations="ntire2022_activations",
-            convs="ntire2022_convs",
             convention=(
                 "NTIRE 2022 ESR get_model_flops/get_model_activation at LR 256x256: FLOPs = Conv2d/"
                 "ConvTranspose2d MACs (kh·kw·Cin·Cout/groups·Hout·Wout) + ReLU-family module output "
@@ -79,10 +76,6 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="fmen",
             source="FMEN Table 3",
-            macs_label="Mult-Adds",
-            macs="conv_macs",
-            activations="activations",
-            convs="convs",
             convention="FMEN Table 3 Mult-Adds: convolution MACs for an HR output of 1280x720",
             reported=(("Mult-Adds", "conv_macs"),),
             hr_size=(720, 1280),
@@ -90,10 +83,6 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="memsr",
             source="MemSR (ICML 2022) tables and slides",
-            macs_label="FLOPs",
-            macs="thop_0031",
-            activations="activations",
-            convs="convs",
             convention=(
                 "MemSR FLOPs as printed = thop 0.0.31 profile MACs (conv incl. bias adds, BatchNorm, "
                 "LeakyReLU, AvgPool, Linear, Upsample modules; exact module types) for an HR output "

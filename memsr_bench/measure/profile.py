@@ -23,10 +23,11 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from memsr_bench.errors import MemsrInputError
+from memsr_bench.measure.counters import input_channels, untouched
 from memsr_bench.measure.presets import Preset, get_preset
 from memsr_bench.measure.quantities import COUNT_QUANTITIES, QUANTITIES
 
-__all__ = ["Profile", "RuntimeOptions", "input_channels", "model_input_shape", "profile"]
+__all__ = ["Profile", "RuntimeOptions", "input_channels", "model_dtype", "model_input_shape", "profile"]
 
 USAGE_PROBE_SIZE = (64, 64)  # LR size of the pass that finds unused parameters
 
@@ -108,17 +109,6 @@ class Profile:
         }
 
 
-def input_channels(model: nn.Module) -> int:
-    """Channels the model reads: from its metadata (Y-only models read 1), else its first conv."""
-    spec = getattr(model, "zoo_spec", None)
-    if spec is not None:
-        return 1 if spec.channels == "y" else 3
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    return 3
-
-
 def model_input_shape(
     model: nn.Module,
     input_shape: Sequence[int] | None = None,
@@ -141,7 +131,8 @@ def model_input_shape(
     return shape  # type: ignore[return-value]
 
 
-def _dtype(model: nn.Module) -> torch.dtype:
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (float32 if none)."""
     for t in [*model.parameters(), *model.buffers()]:
         if t.is_floating_point():
             return t.dtype
@@ -179,38 +170,10 @@ def _random_input(shape: Sequence[int], dtype: torch.dtype, input_range: float) 
     return x.to(dtype)
 
 
-def profile(
-    model: nn.Module,
-    input_shape: Sequence[int] | None = None,
-    *,
-    preset: str | None = None,
-    scale: int | None = None,
-    quantities: Sequence[str] = COUNT_QUANTITIES,
-    device: str = "cpu",
-    runtime: RuntimeOptions | None = None,
-    name: str | None = None,
-    fingerprint: str | None = None,
-) -> Profile:
-    """Measure ``quantities`` of ``model`` on an input of ``input_shape`` (or the ``preset``'s input).
-
-    The model is not modified (counting restores its modes and hooks; real passes run in
-    ``inference_mode``), though real passes move it to ``device``.
-    """
+def _measure(model, shape, dtype, quantities, groups, device, runtime, values, details) -> None:
+    """Fill ``values`` and ``details`` with what the ``groups`` of ``quantities`` need."""
     from memsr_bench.measure.counters import count_params, trace_model
 
-    unknown = [q for q in quantities if q not in QUANTITIES]
-    if unknown:
-        raise MemsrInputError("quantities", f"unknown {', '.join(unknown)}; known: {', '.join(QUANTITIES)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MemsrInputError("--device", "CUDA is not available on this machine")
-    if preset is not None:
-        get_preset(preset)
-    shape = model_input_shape(model, input_shape, preset, scale)
-    scale = scale if scale is not None else getattr(model, "scale", None)
-    dtype = _dtype(model)
-    groups = {QUANTITIES[q].group for q in quantities}
-    values: dict[str, Any] = {}
-    details: dict[str, Any] = {}
     if "params" in groups:
         counts = count_params(model)
         values.update(params=counts.params, trainable_params=counts.trainable_params, buffers=counts.buffers)
@@ -258,8 +221,43 @@ def profile(
             threads=timing.threads,
             device_name=timing.device_name,
         )
+
+
+def profile(
+    model: nn.Module,
+    input_shape: Sequence[int] | None = None,
+    *,
+    preset: str | None = None,
+    scale: int | None = None,
+    quantities: Sequence[str] = COUNT_QUANTITIES,
+    device: str = "cpu",
+    runtime: RuntimeOptions | None = None,
+    name: str | None = None,
+    fingerprint: str | None = None,
+) -> Profile:
+    """Measure ``quantities`` of ``model`` on an input of ``input_shape`` (or the ``preset``'s input).
+
+    Everything runs as inference: the modules' ``training`` flags are cleared for the measurement and
+    restored after (no BatchNorm statistics move), hooks are removed; real passes move it to ``device``.
+    """
+    unknown = [q for q in quantities if q not in QUANTITIES]
+    if unknown:
+        raise MemsrInputError("quantities", f"unknown {', '.join(unknown)}; known: {', '.join(QUANTITIES)}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MemsrInputError("--device", "CUDA is not available on this machine")
+    if preset is not None:
+        get_preset(preset)
+    shape = model_input_shape(model, input_shape, preset, scale)
+    scale = scale if scale is not None else getattr(model, "scale", None)
+    dtype = model_dtype(model)
+    groups = {QUANTITIES[q].group for q in quantities}
+    values: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    with untouched(model):  # inference: eval flags (not eval(), which may re-parameterise), restored after
+        _measure(model, shape, dtype, quantities, groups, device, runtime, values, details)
     details.setdefault("threads", torch.get_num_threads())
     details.update(torch=torch.__version__, machine=platform.processor() or platform.machine())
+    spec = getattr(model, "zoo_spec", None)
     ordered = {q: values[q] for q in QUANTITIES if q in values and (q in quantities or QUANTITIES[q].group != "trace")}
     return Profile(
         model=name or getattr(spec, "name", None) or type(model).__name__,

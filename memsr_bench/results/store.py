@@ -27,12 +27,14 @@ never modified.
 
 Resuming a sweep is :func:`cached` in the loop::
 
+    from memsr_bench.measure.profile import profile
+
     store = ResultsStore()
     for name in zoo.names():
         shape = (1, 3, 256, 256)
-        key = ResultKey("counters", name, "random-init", scale=4, data=shape, conventions="ntire2022")
+        key = ResultKey("counts", name, "random-init", scale=4, data=shape, conventions="ntire2022")
         model = zoo.create(name, scale=4)
-        values = cached(store, key, lambda: count_efficiency(model, preset="ntire2022").as_dict())
+        values = cached(store, key, lambda: profile(model, preset="ntire2022").to_json())
 
 Cells already stored are read back, not recomputed (unless ``force=True``).
 """
