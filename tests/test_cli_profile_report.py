@@ -157,3 +157,22 @@ def test_report_writes_tables_without_data(tmp_path: Path, capsys, monkeypatch):
     monkeypatch.setattr(cells, "profile", lambda *a, **k: pytest.fail("cached cell recomputed"))
     assert main(argv) == 0
     assert (tmp_path / "reports" / "efficiency" / "ntire2022.md").read_text() == table
+
+
+def test_report_adds_the_users_models(tmp_path: Path, capsys, monkeypatch):
+    import memsr_bench.reporting.report as report
+
+    monkeypatch.setattr(report, "_light_models", lambda spec: (["fsrcnn"], []))
+    monkeypatch.setattr(report, "TIMELINE_MODELS", ())
+    monkeypatch.setattr(report, "SIZE_MODELS", ("fsrcnn",))
+    monkeypatch.setenv("MEMSR_SHARED", str(tmp_path / "no-shared"))
+    model = tmp_path / "net.py"
+    model.write_text(
+        "from torch import nn\n\n\ndef build(scale=4):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale))\n"
+    )
+    argv = ["report", "--out", str(tmp_path / "r"), "--presets", "ntire2022", "--models", f"{model}:build"]
+    assert main(argv) == 0
+    table = (tmp_path / "r" / "efficiency" / "ntire2022.md").read_text()
+    assert "| ★ net:build | 4 | 256x256 | 1.3 |" in table and "| fsrcnn | 4 |" in table
+    assert f"net:build x4: file {model}; input RGB 0..1 (default" in table

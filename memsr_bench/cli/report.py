@@ -29,6 +29,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         weights=weights,
         sets=args.sets,
         force=args.force,
+        extra=options.model_choice(args) if args.models else None,
     )
     print(f"wrote {index}")
     return 0
@@ -43,6 +44,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "Every cell is cached in the results store, so a rerun only reads it (--force recomputes).",
     )
     p.add_argument("--out", default="reports", help="output folder (default reports/)")
+    options.add_models(p, "your models, added to the zoo's in the efficiency tables and figures (starred)")
     p.add_argument("--data-root", help="test sets folder, e.g. ../shared/datasets")
     p.add_argument("--weights", help="weights folder, e.g. ../shared/weights")
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])

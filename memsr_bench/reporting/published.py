@@ -90,8 +90,8 @@ def published_efficiency(reference_dir: Path) -> pd.DataFrame:
 
 
 def published_as(model: str, source_prefix: str) -> str | None:
-    """The row name of a measured model in a published table; bicubic is "Bicubic" in every source."""
-    return published_name(model, source_prefix) or ("Bicubic" if model == "bicubic" else None)
+    """The row name of a measured model in a published table (None if the source does not list it)."""
+    return published_name(model, source_prefix)
 
 
 def join_published(

@@ -7,6 +7,7 @@ nothing and a rerun with everything cached only reads the store.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -168,9 +169,10 @@ def write_report_figures(
     reference_dir: Path | None,
     preset: str = "memsr",
     log: Callable[[str], None] = print,
+    extra: ModelChoice | None = None,
 ) -> list[Path]:
-    """``out``/figures/*.png and *.svg: memory timelines, peak vs size and compute vs memory (no data needed),
-    and the PSNR trade-offs when the store holds quality rows."""
+    """``out``/figures/*.png and *.svg: memory timelines, peak vs size and compute vs memory (no data needed;
+    ``extra`` models added, starred), and the PSNR trade-offs when the store holds quality rows."""
     from memsr_bench.measure.memory_model import peak_vs_input_size, predict_peak_memory
     from memsr_bench.measure.presets import get_preset
     from memsr_bench.measure.profile import input_channels
@@ -198,8 +200,9 @@ def write_report_figures(
             loaded.module, hd_sizes(4), channels=input_channels(loaded.module)
         )
     written += save_figure(peak_vs_size_figure(fits, 4), figures / "peak_vs_input_size_x4")
-    models, _ = choose_models(ModelChoice(refs=tuple(_light_models(EFFICIENCY_TABLES[preset])[0])), [4])
-    points = efficiency_points([m for m in models if m.name not in TRAINING_FORMS], set(), store, preset)
+    zoo_refs = _light_models(EFFICIENCY_TABLES[preset])[0]
+    models, highlighted = choose_models(_with_extra(zoo_refs, extra), [4])
+    points = efficiency_points([m for m in models if m.name not in TRAINING_FORMS], highlighted, store, preset)
     lr_h, lr_w = get_preset(preset).lr_shape(4)
     fig = psnr_figure(
         points,
@@ -246,6 +249,13 @@ def write_index(out: Path, sections: dict[str, list[str]]) -> Path:
     return path
 
 
+def _with_extra(zoo_refs: Sequence[str], extra: ModelChoice | None) -> ModelChoice:
+    """The zoo's models plus the user's (``--models``), the user's options applying to theirs only."""
+    if extra is None:
+        return ModelChoice(refs=tuple(zoo_refs))
+    return replace(extra, refs=(*zoo_refs, *extra.refs), highlight=extra.highlight or extra.refs)
+
+
 def build_report(
     out: Path,
     store: ResultsStore,
@@ -256,15 +266,17 @@ def build_report(
     sets: Sequence[str] = ("Set5", "Set14", "BSD100"),
     force: bool = False,
     log: Callable[[str], None] = print,
+    extra: ModelChoice | None = None,
 ) -> Path:
-    """Write everything under ``out`` and its index ``out/README.md``; returns the index."""
+    """Write everything under ``out`` and its index ``out/README.md``; returns the index. ``extra``: the
+    user's models, added (highlighted) to the efficiency tables and the compute-vs-memory figure."""
     out.mkdir(parents=True, exist_ok=True)
     sections: dict[str, list[str]] = {"Zoo": _zoo_section(out), "Efficiency (no data needed)": []}
     for preset in presets:
         spec = EFFICIENCY_TABLES[preset]
         refs, skipped = _light_models(spec)
         table = build_table(
-            spec, store, models=ModelChoice(refs=tuple(refs)), reference_dir=reference_dir, force=force, log=log
+            spec, store, models=_with_extra(refs, extra), reference_dir=reference_dir, force=force, log=log
         )
         table.notes += skipped
         for path in table.write(out / "efficiency" / preset, ("md", "csv")):
@@ -274,7 +286,8 @@ def build_report(
         sections["Quality"] = [_quality_section(out, store, reference_dir, data_root, weights, sets, force, log)]
     else:
         log("skipped quality tables: give --data-root and --weights (e.g. ../shared/datasets, ../shared/weights)")
-    figures = write_report_figures(out, store, reference_dir, "memsr" if "memsr" in presets else presets[0], log)
+    figure_preset = "memsr" if "memsr" in presets else presets[0]
+    figures = write_report_figures(out, store, reference_dir, figure_preset, log, extra)
     sections["Figures"] = [f"![{p.stem}]({p.relative_to(out)})" for p in figures if p.suffix == ".png"]
     _existing_sections(out, sections)
     return write_index(out, sections)
