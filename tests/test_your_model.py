@@ -115,21 +115,8 @@ def test_a_model_file_outside_the_repository_in_every_command(tmp_path, capsys, 
     meta = ["--channels", "y", "--input-range", "1"]
 
     # profile: params and NTIRE 2022 FLOPs as the NTIRE script's hooks count them
-    out = _run(
-        capsys,
-        "profile",
-        ref,
-        *meta,
-        "--scale",
-        "2",
-        "--preset",
-        "ntire2022",
-        "--no-runtime",
-        "--json",
-        "--store",
-        store,
-    )
-    profile = json.loads(out)
+    profile_ntire = ["profile", ref, *meta, "--scale", "2", "--preset", "ntire2022", "--no-runtime", "--json"]
+    profile = json.loads(_run(capsys, *profile_ntire, "--store", store))
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("tinysr_oracle", outside / "tinysr.py")
@@ -250,22 +237,7 @@ def test_a_model_file_outside_the_repository_in_every_command(tmp_path, capsys, 
 
     # the file changes (one more conv): table and profile follow without --force
     _write_model(outside, edited=True)
-    edited = json.loads(
-        _run(
-            capsys,
-            "profile",
-            ref,
-            *meta,
-            "--scale",
-            "2",
-            "--preset",
-            "ntire2022",
-            "--no-runtime",
-            "--json",
-            "--store",
-            store,
-        )
-    )
+    edited = json.loads(_run(capsys, *profile_ntire, "--store", store))
     assert edited["params"] == params + 56 * 56 * 9 + 56 and edited["fingerprint"] != profile["fingerprint"]
     table = _run(
         capsys,

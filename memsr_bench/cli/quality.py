@@ -115,6 +115,16 @@ def _cmd_sweep_quality(args: argparse.Namespace) -> int:
         "diff = measured - published.",
         *[f"Skipped {s.model} x{s.scale}: {s.reason}." for s in skipped],
     ]
+    if "fingerprint" in measured:  # what each row measured: architecture and weights
+        ids = measured.drop_duplicates(["model", "scale"])
+        notes.append(
+            "Measured: "
+            + "; ".join(
+                f"{r.model} x{r.scale} (fingerprint {r.fingerprint}, weights {r.weights_sha256[:12]})"
+                for r in ids.itertuples()
+            )
+            + "."
+        )
     extra = [s for s in args.extra_sources if s != args.source]
     table = with_published(measured, reference_dir, args.source, extra) if len(measured) else measured
     text = to_markdown(table, args.title, notes)
