@@ -93,13 +93,21 @@ def _print_json(obj: Any) -> None:
 # ------------------------------------------------------------------------------------ convert
 
 
-def _plainify_from_args(args: argparse.Namespace):
-    from memsr_bench.memsr.plainify import plainify
+def _plainify(args: argparse.Namespace, teacher: nn.Module, **options: Any):
+    """``plainify`` with an unsupported teacher named by the reference the user gave."""
+    from memsr_bench.memsr.plainify import UnsupportedLayerError, plainify
 
+    try:
+        return plainify(teacher, carry=args.carry, skip_offset=args.skip_offset, **options)
+    except UnsupportedLayerError as err:
+        if err.where == "<model>":  # the whole model, not one of its layers
+            raise MemsrInputError(args.teacher, err.problem) from None
+        raise
+
+
+def _plainify_from_args(args: argparse.Namespace):
     teacher = load_teacher(args.teacher, args.scale, args.checkpoint, args.config, args.seed)
-    plain, report = plainify(
-        teacher, carry=args.carry, skip_offset=args.skip_offset, fold_input_shift=args.fold_mean_shift
-    )
+    plain, report = _plainify(args, teacher, fold_input_shift=args.fold_mean_shift)
     return teacher, plain, report
 
 
@@ -242,12 +250,11 @@ def _student_and_bridges(args: argparse.Namespace, plain, init):
 
 def _cmd_train_student(args: argparse.Namespace) -> int:
     from memsr_bench.memsr.data import calibration_batch
-    from memsr_bench.memsr.plainify import plainify
     from memsr_bench.memsr.student_init import init_student
     from memsr_bench.memsr.train import train
 
     teacher = load_teacher(args.teacher, args.scale, args.checkpoint, args.config, args.seed)
-    plain, _ = plainify(teacher, carry=args.carry, skip_offset=args.skip_offset)
+    plain, _ = _plainify(args, teacher)
     calib_dir = args.calib or args.train_dir
     calib = calibration_batch(calib_dir, plain.scale, n=args.n_calib, patch_size=args.calib_patch, seed=args.seed)
     init = init_student(plain, calib, theta=args.theta, fix_r=args.fix_r, method=args.decomposition, seed=args.seed)

@@ -168,6 +168,13 @@ def _quality_cell(
     return stored, f"stored eval row, weights sha256 {stored['weights_sha256'][:12]}"
 
 
+def _which(models: dict[str, list[str]], n_sets: int) -> str:
+    """``"imdn x2, fsrcnn x4 (Set5)"``: data sets named only where a model is not on all of them."""
+    return ", ".join(
+        name if len(sets) == n_sets else f"{name} ({'/'.join(sets)})" for name, sets in sorted(models.items())
+    )
+
+
 def quality_columns(
     data: pd.DataFrame,
     models: Sequence,
@@ -195,7 +202,7 @@ def quality_columns(
     scales = sorted({int(s) for s in data["scale"]}) or list(spec.scales)
     bicubic = pd.DataFrame({"model": "bicubic", "scale": scales, "highlight": False})  # never highlighted (no NaN)
     data = pd.concat([bicubic, data], ignore_index=True)
-    how: dict[str, set[str]] = {}
+    how: dict[str, dict[str, list[str]]] = {}
     for ds in present:
         psnr, ssim = [float("nan")] * len(data), [float("nan")] * len(data)
         for scale in scales:
@@ -207,7 +214,8 @@ def quality_columns(
             psnr[i], ssim[i] = result.psnr, result.ssim
         for model in models:
             values, source = _quality_cell(model, weights, data_root / ds, store, device, force)
-            how.setdefault(source, set()).add(f"{model.name} x{model.scale}")
+            # the same source on every data set is said once; a mix names the data set
+            how.setdefault(source, {}).setdefault(f"{model.name} x{model.scale}", []).append(ds)
             if values is not None:
                 i = data.index[(data["model"] == model.name) & (data["scale"] == model.scale)][0]
                 psnr[i], ssim[i] = values["psnr"], values["ssim"]
@@ -236,7 +244,7 @@ def quality_columns(
                     pair_spec=f"{sign}.4f",
                 )
             )
-    notes += [f"PSNR/SSIM of {', '.join(sorted(names))}: {source}." for source, names in sorted(how.items())]
+    notes += [f"PSNR/SSIM of {_which(models, len(present))}: {source}." for source, models in sorted(how.items())]
     notes.append(
         "PSNR/SSIM: Y of BT.601 (float, unrounded), HR modcropped, SR rounded to uint8, crop = scale, "
         "SSIM as ssim_index.m; B100 is the BSD100 folder. Cells read 'PSNR/SSIM'."
