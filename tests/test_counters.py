@@ -531,7 +531,7 @@ def test_preset_input_sizes():
     memsr = get_preset("memsr")
     assert [memsr.input_shape(s) for s in (2, 3, 4)] == [(1, 3, 540, 960), (1, 3, 360, 640), (1, 3, 270, 480)]
     assert memsr.input_shape(2, channels=1) == (1, 1, 540, 960)
-    assert set(PRESETS) == {"ntire2022", "fmen", "memsr"}
+    assert set(PRESETS) == {"ntire2022", "ntire2023", "ntire2024", "ntire2025", "ntire2026", "fmen", "memsr"}
     assert dict(get_preset("fmen").reported) == {"Mult-Adds": "conv_macs"}
     assert dict(get_preset("ntire2022").reported)["FLOPs"] == "ntire2022_flops"
     assert dict(get_preset("memsr").reported) == {"FLOPs": "thop_0031_macs"}
@@ -539,7 +539,7 @@ def test_preset_input_sizes():
         assert preset.reported and all(q in QUANTITY_DEFS for _, q in preset.reported), preset.name
         assert "macs" not in dict(preset.reported).values(), preset.name
     with pytest.raises(MemsrInputError, match="unknown preset"):
-        get_preset("ntire2023")
+        get_preset("ntire2027")
     with pytest.raises(MemsrInputError, match="scale"):
         fmen.input_shape(None)
 
@@ -578,7 +578,7 @@ def test_profile_with_presets():
     with pytest.raises(MemsrInputError, match="scale"):
         profile(nn.Conv2d(3, 3, 1), preset="fmen")
     with pytest.raises(MemsrInputError, match="unknown preset"):
-        profile(model, preset="ntire2023")
+        profile(model, preset="ntire2027")
     assert profile(nn.Conv2d(3, 3, 1), (3, 2, 2), preset="fmen").input_shape == (1, 3, 2, 2)
 
 

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as FVCORE_FLOP_HANDLES
 from fvcore.nn.jit_analysis import JitModelAnalysis
 from torch import nn
 
@@ -63,6 +64,8 @@ __all__ = [
 ]
 
 _SEP = "/"  # fvcore counter keys are "<quantity>/<operator>"
+_FVCORE = "fvcore"  # counter key of what fvcore's own FlopCountAnalysis handles count
+_UNSUPPORTED = "unsupported"  # counter key of ops only fvcore's table counts (no memsr-bench formula)
 _CONV_OPS = frozenset({"conv", "conv_transpose"})
 
 
@@ -177,6 +180,13 @@ _SUITE_QUANTITIES: dict[str, tuple[str, frozenset[str] | None, str]] = {
     ),
     "activations": ("conv_outputs", None, "output elements of every convolution op"),
     "convs": ("conv_calls", None, "number of convolution op calls"),
+    "fvcore_flops": (
+        _FVCORE,
+        None,
+        "fvcore 0.1.5 FlopCountAnalysis(...).total(): its own handles (conv/linear/matmul/einsum MACs, batch_norm, "
+        "group/layer/instance_norm, nearest/bilinear upsampling, adaptive_avg_pool2d, grid_sampler); every other "
+        "op (element-wise, activations, pixel_shuffle, bicubic interpolation) not counted",
+    ),
 }
 
 #: Names accepted by :meth:`ModelTrace.analysis`.
@@ -282,14 +292,34 @@ def _ancestors(name: str) -> list[str]:
 # ----------------------------------------------------------------------------- the trace
 
 
-def _handle(formula: OpFormula):
+def _fvcore_flops(kind: str, inputs, outputs) -> int:
+    """What fvcore's own ``FlopCountAnalysis`` handle adds for this op (0 for ops it does not count)."""
+    handle = FVCORE_FLOP_HANDLES.get(kind)
+    if handle is None:
+        return 0
+    result = handle(inputs, outputs)
+    return int(sum(result.values())) if isinstance(result, Counter) else int(result)
+
+
+def _handle(kind: str, formula: OpFormula | None):
+    """One trace handle per op kind: the memsr-bench formula's quantities and fvcore's own flop count."""
+    name = formula.name if formula is not None else kind.split("::")[-1].rstrip("_")
+
     def handle(inputs, outputs) -> Counter[str]:
-        try:
-            cost = formula.fn(inputs, outputs)
-        except Exception as err:  # noqa: BLE001 - name the operator in the message
-            raise RuntimeError(f"cost formula of {formula.kind} failed: {err}") from err
-        label = cost.label or formula.name
-        return Counter({f"{q}{_SEP}{label}": getattr(cost, q) for q in QUANTITIES if getattr(cost, q)})
+        counts: Counter[str] = Counter()
+        if formula is None:  # fvcore counts it, memsr-bench has no formula: still reported as unsupported
+            counts[f"{_UNSUPPORTED}{_SEP}{kind}"] = 1
+        else:
+            try:
+                cost = formula.fn(inputs, outputs)
+            except Exception as err:  # noqa: BLE001 - name the operator in the message
+                raise RuntimeError(f"cost formula of {formula.kind} failed: {err}") from err
+            label = cost.label or name
+            counts.update({f"{q}{_SEP}{label}": getattr(cost, q) for q in QUANTITIES if getattr(cost, q)})
+        fvcore = _fvcore_flops(kind, inputs, outputs)
+        if fvcore:
+            counts[f"{_FVCORE}{_SEP}{name}"] = fvcore
+        return counts
 
     return handle
 
@@ -302,7 +332,8 @@ class _SuiteAnalysis(JitModelAnalysis):
         # fvcore silently skips some computing ops (relu, clamp, max, ...); we report every op
         # without a formula except pure metadata/view ops.
         self._ignored_ops = set(IGNORED_OPS)
-        self.set_op_handle(**{kind: _handle(f) for kind, f in OP_FORMULAS.items()})
+        kinds = set(OP_FORMULAS) | set(FVCORE_FLOP_HANDLES)
+        self.set_op_handle(**{kind: _handle(kind, OP_FORMULAS.get(kind)) for kind in sorted(kinds)})
         self.unsupported_ops_warnings(False)
         self.uncalled_modules_warnings(False)
         self.tracer_warnings("none")
@@ -348,7 +379,12 @@ class ModelTrace:
         return self._direct
 
     def unsupported_ops(self, module_name: str = "") -> Counter[str]:
-        return Counter(self._analysis.unsupported_ops(self.canonical(module_name)))
+        """Ops without a memsr-bench formula (fvcore's list, plus those only fvcore's table counts)."""
+        ops = Counter(self._analysis.unsupported_ops(self.canonical(module_name)))
+        for (quantity, op), n in _split(self._counts.get(self.canonical(module_name), Counter())):
+            if quantity == _UNSUPPORTED:
+                ops[op] += n
+        return ops
 
     def analysis(self, name: str) -> CountAnalysis:
         """The analysis ``name`` (one of :data:`ANALYSES`) of this trace."""

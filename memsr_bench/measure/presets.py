@@ -11,6 +11,9 @@ what a name means: the NTIRE 2022 "FLOPs" is ``ntire2022_flops``, never ``macs``
   scale; "FLOPs" = ``ntire2022_flops`` (``get_model_flops``: hooks on Conv2d/ConvTranspose2d,
   ReLU-family, BatchNorm2d and Linear modules), "#Activations" = ``ntire2022_activations`` (output
   elements of Conv2d/ConvTranspose2d calls), "#Conv" = ``ntire2022_convs`` (their number of calls).
+* ``ntire2023`` -- the 2022 counters (the 2023 challenge kept them); baseline E-RFDN.
+* ``ntire2024``, ``ntire2025``, ``ntire2026`` -- "FLOPs" = ``fvcore_flops`` (fvcore 0.1.5's own
+  ``FlopCountAnalysis(model, 1x3x256x256).total()``) at LR 256x256; baselines RLFN, EFDN, SPAN.
 * ``fmen`` -- FMEN Table 3: "Mult-Adds" = ``conv_macs`` (convolution MACs) for an HR output of
   1280x720 (LR ``round(1280/s) x round(720/s)``).
 * ``memsr`` -- MemSR tables: "FLOPs" as printed = ``thop_0031_macs`` (``thop.profile`` 0.0.31 MACs:
@@ -39,6 +42,9 @@ class Preset:
     reported: tuple[tuple[str, str], ...] = ()
     lr_size: tuple[int, int] | None = None  # fixed LR (H, W)
     hr_size: tuple[int, int] | None = None  # fixed HR output (H, W); LR = round(HR / scale)
+    baseline: str | None = None  # the challenge's baseline model (zoo name), scores are relative to it
+    published: str | None = None  # source prefix of its rows in published_efficiency.csv
+    runtime_protocol: str = "default"  # the table's runtime protocol (memsr_bench.measure.runtime.PROTOCOLS)
 
     def lr_shape(self, scale: int | None = None) -> tuple[int, int]:
         """LR ``(H, W)`` for ``scale``."""
@@ -72,6 +78,42 @@ PRESETS: dict[str, Preset] = {
                 ("#Conv", "ntire2022_convs"),
             ),
             lr_size=(256, 256),
+            baseline="imdn-ntire2022",
+            published="FMEN Table 4",
+            runtime_protocol="ntire2022",
+        ),
+        Preset(
+            name="ntire2023",
+            source="NTIRE 2023 ESR challenge (ofsoundof/NTIRE2023_ESR): the 2022 counters and protocol",
+            convention=(
+                "NTIRE 2023 ESR = the 2022 utils/model_summary counters at LR 256x256 (module hooks); baseline "
+                "E-RFDN (the RFDN_AIM.pth bytes)"
+            ),
+            reported=(
+                ("FLOPs", "ntire2022_flops"),
+                ("#Activations", "ntire2022_activations"),
+                ("#Conv", "ntire2022_convs"),
+            ),
+            lr_size=(256, 256),
+            baseline="e-rfdn",
+            runtime_protocol="ntire2022",
+        ),
+        *(
+            Preset(
+                name=f"ntire{year}",
+                source=f"NTIRE {year} ESR challenge (Amazingren/NTIRE{year}_ESR)",
+                convention=(
+                    f"NTIRE {year} ESR FLOPs = fvcore 0.1.5 FlopCountAnalysis(model, 1x3x256x256).total() at LR "
+                    "256x256: fvcore's own handles (MACs of conv/linear/matmul, batch_norm, upsampling), "
+                    f"element-wise ops not counted; baseline {baseline}"
+                ),
+                reported=(("FLOPs", "fvcore_flops"),),
+                lr_size=(256, 256),
+                baseline=baseline,
+                published=f"NTIRE {year} ESR",
+                runtime_protocol="ntire2022",  # CUDA events, no warm-up, mean
+            )
+            for year, baseline in ((2024, "rlfn-ntire"), (2025, "efdn"), (2026, "span"))
         ),
         Preset(
             name="fmen",
@@ -79,6 +121,7 @@ PRESETS: dict[str, Preset] = {
             convention="FMEN Table 3 Mult-Adds: convolution MACs for an HR output of 1280x720",
             reported=(("Mult-Adds", "conv_macs"),),
             hr_size=(720, 1280),
+            published="FMEN Table 3",
         ),
         Preset(
             name="memsr",
@@ -90,6 +133,7 @@ PRESETS: dict[str, Preset] = {
             ),
             reported=(("FLOPs", "thop_0031_macs"),),
             hr_size=(1080, 1920),
+            published="MemSR",
         ),
     )
 }

@@ -84,6 +84,16 @@ _ALL = (
         "ntire2022_convs", "trace", "", "NTIRE 2022 ESR: number of nn.Conv2d/ConvTranspose2d calls", "ntire2022_convs"
     ),
     Quantity(
+        "fvcore_flops",
+        "trace",
+        "",
+        "fvcore 0.1.5 FlopCountAnalysis(model, input).total() with its own handles: MACs of conv/linear/"
+        "matmul/einsum, batch_norm, group/layer/instance_norm, nearest/bilinear upsampling, adaptive_avg_pool2d; "
+        "element-wise ops, activations, pixel_shuffle and bicubic interpolation not counted; NTIRE 2024-2026 "
+        "call it FLOPs",
+        "fvcore_flops",
+    ),
+    Quantity(
         "thop_0031_macs",
         "trace",
         "",

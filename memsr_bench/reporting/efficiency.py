@@ -135,6 +135,6 @@ def published_efficiency_columns(frame: pd.DataFrame, source_prefix: str, refere
         "activations_m": "activations_m_published",
         "convs": "convs_published",
     }
-    if reference_dir is None or frame.empty:
+    if reference_dir is None or frame.empty or not source_prefix:
         return frame.assign(**{c: float("nan") for c in columns.values()})
     return join_published(frame, published_efficiency(reference_dir), source_prefix, ("scale",), columns)

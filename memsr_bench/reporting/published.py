@@ -30,7 +30,7 @@ PUBLISHED_NAMES: dict[str, dict[str, str]] = {
     "fmen-deploy": {"FMEN Table 3": "FMEN"},
     "imdn-ntire2022": {"FMEN Table 4": "IMDN"},
     "e-rfdn": {"FMEN Table 4": "E-RFDN"},
-    "rlfn-ntire": {"FMEN Table 4": "ByteESR"},
+    "rlfn-ntire": {"FMEN Table 4": "ByteESR", "NTIRE 2024 ESR": "RLFN"},
     "fmen-s-deploy": {"FMEN Table 4": "FMEN-S"},
     "plain-m": {"MemSR": "Plain-M"},
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from memsr_bench.measure.presets import PRESETS
 from memsr_bench.reporting.efficiency import ModelChoice, choose_models
 from memsr_bench.reporting.render import markdown_table
 from memsr_bench.reporting.tables import TableSpec, build_table
@@ -19,19 +20,16 @@ from memsr_bench.results.store import ResultsStore
 
 __all__ = ["EFFICIENCY_TABLES", "build_report", "zoo_frame"]
 
-# The efficiency table of each preset: its published source and scales (NTIRE 2022 is a x4 challenge).
+# The efficiency table of each preset, beside its published source (the NTIRE challenges are x4 only).
 EFFICIENCY_TABLES: dict[str, TableSpec] = {
-    "ntire2022": TableSpec(
-        "efficiency-ntire2022",
-        "Efficiency, preset ntire2022 (FMEN Table 4 convention)",
-        "ntire2022",
-        "FMEN Table 4",
-        (4,),
-    ),
-    "fmen": TableSpec(
-        "efficiency-fmen", "Efficiency, preset fmen (FMEN Table 3 convention)", "fmen", "FMEN Table 3", (2, 3, 4)
-    ),
-    "memsr": TableSpec("efficiency-memsr", "Efficiency, preset memsr (MemSR convention)", "memsr", "MemSR", (2, 3, 4)),
+    name: TableSpec(
+        f"efficiency-{name}",
+        f"Efficiency, preset {name} ({preset.source})",
+        name,
+        preset.published or "",
+        (4,) if name.startswith("ntire") else (2, 3, 4),
+    )
+    for name, preset in PRESETS.items()
 }
 # A forward pass to count above this many MACs (params x LR pixels, an estimate) takes minutes on a 2-core
 # CPU; the default report lists such cells as skipped. `memsr-bench profile` counts them one at a time.

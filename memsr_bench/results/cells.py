@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 WEIGHTS_INDEPENDENT = "any"  # the checkpoint field of counts, runtime and memory keys
-_COUNTS_CONVENTION = "memsr-bench quantities v2 (memsr_bench.measure.quantities)"
+_COUNTS_CONVENTION = "memsr-bench quantities v3 (memsr_bench.measure.quantities)"  # v3: fvcore_flops
 
 
 def device_label(device: str) -> str:
