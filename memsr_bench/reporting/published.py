@@ -33,6 +33,8 @@ PUBLISHED_NAMES: dict[str, dict[str, str]] = {
     "rlfn-ntire": {"FMEN Table 4": "ByteESR", "NTIRE 2024 ESR": "RLFN"},
     "fmen-s-deploy": {"FMEN Table 4": "FMEN-S"},
     "plain-m": {"MemSR": "Plain-M"},
+    "efdn": {"NTIRE 2025 ESR": "EFDN"},
+    "span": {"NTIRE 2026 ESR": "SPAN"},
 }
 
 
