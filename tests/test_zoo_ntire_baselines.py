@@ -43,3 +43,15 @@ def test_public_file_loads_strictly_and_matches_the_published_costs(name):
     with torch.no_grad():
         out = loaded.module(smooth)
     assert (out - F.interpolate(smooth, scale_factor=4, mode="bicubic")).abs().mean() < 0.02
+
+
+@pytest.mark.shared
+def test_ntire_2024_rlfn_file_is_the_2022_network_under_official_names():
+    from conftest import require_shared
+
+    weights = require_shared("weights")
+    a = load_model("rlfn-ntire", 4, weights=weights / "team04_rlfn.pth")
+    b = load_model("rlfn-ntire", 4, weights=weights / "rlfn_ntire2024_baseline.pth")  # strict, no key map
+    assert b.weights.known.filename == "rlfn_ntire2024_baseline.pth" and a.weights.sha256 != b.weights.sha256
+    sa, sb = a.module.state_dict(), b.module.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and sum(v.numel() for v in sb.values()) == 317_218

@@ -189,6 +189,13 @@ def build_rlfn_s(scale: int = 4, **config) -> RLFN:
                 "values as bytedance/RLFN model_zoo/rlfn_ntire_x4.pth"
             ),
         ),
+        Checkpoint(
+            filename="rlfn_ntire2024_baseline.pth",
+            sha256="3c9be7b9d7a4bece9b68c83a56a1ffb38010f76413d5f215be6b4be842e18fb2",
+            scales=(4,),
+            source="Amazingren/NTIRE2024_ESR @6404fa4 : model_zoo/team00_rlfn.pth",
+            notes="the NTIRE 2024 baseline file: the official key names, the same values as team04_rlfn.pth",
+        ),
     ),
     notes=(
         "The NTIRE 2022 ESR model of team ByteESR (runtime-track winner; called RLFN-S in some tables, "
