@@ -142,6 +142,26 @@ def add_input_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="HxW", help="HR output size (LR = output / scale), e.g. 1080x1920")
 
 
+def byte_size(text: str) -> int:
+    from memsr_bench.errors import MemsrInputError
+    from memsr_bench.units import parse_bytes
+
+    try:
+        return parse_bytes(text, "--max-memory")
+    except MemsrInputError as err:
+        raise argparse.ArgumentTypeError(err.problem) from None
+
+
+def add_max_memory(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-memory",
+        type=byte_size,
+        metavar="SIZE",
+        help="refuse, before allocating, a forward pass whose predicted peak exceeds SIZE (700MiB, 1GiB, 1.5G; "
+        "default: the memory available on the device)",
+    )
+
+
 def add_runtime(p: argparse.ArgumentParser, warmup: int | None = 3, repeats: int | None = 10) -> None:
     p.add_argument("--warmup", type=non_negative_int, default=warmup, help=f"untimed passes before timing ({warmup})")
     p.add_argument("--repeats", type=positive_int, default=repeats, help=f"timed passes ({repeats})")

@@ -81,10 +81,18 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     shape = (1, input_channels(loaded.module), *size)
     live = [q for q in QUANTITIES if QUANTITIES[q].group in ("runtime", "measured")]
     counted = [q for q in QUANTITIES if q not in live]
-    result = stored_profile(ResultsStore(args.store), loaded, shape, counted, preset=args.preset, force=args.force)
+    store = ResultsStore(args.store)
+    result = stored_profile(
+        store, loaded, shape, counted, preset=args.preset, force=args.force, max_memory=args.max_memory
+    )
     if args.runtime:
         measured = profile(
-            loaded.module, shape, quantities=live, device=args.device, runtime=options.runtime_options(args)
+            loaded.module,
+            shape,
+            quantities=live,
+            device=args.device,
+            runtime=options.runtime_options(args),
+            max_memory=args.max_memory,
         )
         result.values.update(measured.values)
         result.details.update(measured.details)
@@ -115,7 +123,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     options.add_preset(p)
     options.add_device(p)
     options.add_runtime(p)
-    p.add_argument("--no-runtime", dest="runtime", action="store_false", help="skip runtime and measured memory")
+    p.add_argument(
+        "--counts-only",
+        "--no-runtime",
+        dest="runtime",
+        action="store_false",
+        help="counts and predicted memory only: no runtime, no measured memory",
+    )
+    options.add_max_memory(p)
     options.add_store(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_cmd_profile)

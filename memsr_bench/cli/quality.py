@@ -47,6 +47,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     upscaler = make_upscaler(
         args.model, args.scale, weights=args.weights, device=args.device, **_upscaler_options(args)
     )
+    model = getattr(upscaler, "model", None)
+    if model is not None:  # refuse before the first image if the largest one would not fit
+        from memsr_bench.measure.guard import ensure_fits
+        from memsr_bench.measure.profile import input_channels
+
+        h, w = test_set.largest_lr_size()
+        ensure_fits(
+            model,
+            (1, input_channels(model), h, w),
+            args.device,
+            args.max_memory,
+            f"upscaling {test_set.name}",
+            hint="a larger --max-memory, or a machine with more memory",
+        )
     crop = args.scale if args.crop is None else args.crop
     convention = QualityConvention(channel=args.channel, y_variant=args.y_variant, crop_border=crop)
     result = stored_quality(store, upscaler, test_set, [convention], force=args.force)[0]
@@ -186,6 +200,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--crop", type=options.non_negative_int, default=None, help="border pixels cropped (default: scale)"
     )
     options.add_device(ev, "the model")
+    options.add_max_memory(ev)
     options.add_store(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(run=_cmd_eval)

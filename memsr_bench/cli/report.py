@@ -30,6 +30,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         sets=args.sets,
         force=args.force,
         extra=options.model_choice(args) if args.models else None,
+        max_memory=args.max_memory,
     )
     print(f"wrote {index}")
     return 0
@@ -50,4 +51,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     p.add_argument("--presets", nargs="+", default=list(EFFICIENCY_TABLES), choices=list(EFFICIENCY_TABLES))
     options.add_store(p)
+    options.add_max_memory(p)
     p.set_defaults(run=_cmd_report)

@@ -45,6 +45,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
         runtime=runtime,
         max_gmacs=args.max_gmacs,
         force=args.force,
+        max_memory=args.max_memory,
         log=lambda msg: print(msg, file=sys.stderr),
     )
     if args.out:
@@ -87,4 +88,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=_positive_float,
         help=f"skip runtime/memory above this many G MACs per pass (default {CPU_MAX_GMACS:.0f} on CPU, none on CUDA)",
     )
+    options.add_max_memory(p)
     p.set_defaults(run=_cmd_table)

@@ -79,6 +79,20 @@ class TestSet:
             )
         return lr, hr
 
+    def largest_lr_size(self) -> tuple[int, int]:
+        """The largest LR input ``(H, W)`` of the set (by pixels), from the HR files' headers alone."""
+        from PIL import Image
+
+        sizes = []
+        for pair in self.pairs:
+            try:
+                with Image.open(pair.hr_path) as image:
+                    width, height = image.size
+            except OSError as err:
+                raise MemsrInputError(pair.hr_path, f"unreadable image ({err})") from None
+            sizes.append((height // self.scale, width // self.scale))
+        return max(sizes, key=lambda hw: hw[0] * hw[1])
+
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -121,18 +135,14 @@ def discover_test_set(
     lr_folder = path / LR_FOLDER_FOR_BORDER[border] / f"X{scale}"
     use_files = lr_source == "folder" or (lr_source == "auto" and lr_folder.is_dir())
     if lr_source == "folder" and not lr_folder.is_dir():
-        raise MemsrInputError(
-            lr_folder, f"LR folder not found (use --lr-source generate to make x{scale} LR)"
-        )
+        raise MemsrInputError(lr_folder, f"LR folder not found (use --lr-source generate to make x{scale} LR)")
     pairs = []
     for hr_path in hr_files:
         lr_path = None
         if use_files:
             lr_path = _lr_file(lr_folder, hr_path.stem, scale)
             if lr_path is None:
-                raise MemsrInputError(
-                    lr_folder / f"{hr_path.stem}x{scale}.png", "LR file not found for this HR image"
-                )
+                raise MemsrInputError(lr_folder / f"{hr_path.stem}x{scale}.png", "LR file not found for this HR image")
         pairs.append(ImagePair(name=hr_path.stem, hr_path=hr_path, lr_path=lr_path))
     return TestSet(
         name=path.name,

@@ -170,9 +170,30 @@ def _random_input(shape: Sequence[int], dtype: torch.dtype, input_range: float) 
     return x.to(dtype)
 
 
-def _measure(model, shape, dtype, quantities, groups, device, runtime, values, details) -> None:
-    """Fill ``values`` and ``details`` with what the ``groups`` of ``quantities`` need."""
+def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memory, values, details) -> None:
+    """Fill ``values`` and ``details`` with what the ``groups`` of ``quantities`` need; passes on real tensors
+    at ``shape`` (the counting trace, measured memory, runtime) are refused first if they would not fit."""
     from memsr_bench.measure.counters import count_params, trace_model
+
+    real = groups & {"trace", "measured", "runtime"}
+    if "predicted" in groups or real:
+        from memsr_bench.measure.guard import ensure_fits
+        from memsr_bench.measure.memory_model import predict_peak_memory
+
+        prediction = predict_peak_memory(model, shape, dtype=dtype)  # fake tensors: nothing allocated
+        if "predicted" in groups:
+            values["peak_memory_bytes_predicted"] = prediction.eager_peak_bytes
+            values["peak_memory_bytes_predicted_last_use"] = prediction.last_use_peak_bytes
+            details.update(peak_node=prediction.peak_node, weights_bytes=prediction.weights_bytes)
+        if real:
+            counting = "trace" in real
+            hint = (
+                "counting traces the model on real tensors: count at a smaller input (the predicted peak needs none)"
+                if counting
+                else "use a smaller input, or --counts-only for counts and predicted memory"
+            )
+            what = "counting" if counting else "a real forward pass"
+            ensure_fits(model, shape, device, max_memory, what, prediction.eager_peak_bytes, hint)
 
     if "params" in groups:
         counts = count_params(model)
@@ -183,13 +204,6 @@ def _measure(model, shape, dtype, quantities, groups, device, runtime, values, d
             if QUANTITIES[q].group == "trace":
                 values[q] = trace.analysis(QUANTITIES[q].analysis).total()
         details["unsupported_ops"] = dict(trace.unsupported_ops())
-    if "predicted" in groups:
-        from memsr_bench.measure.memory_model import predict_peak_memory
-
-        prediction = predict_peak_memory(model, shape, dtype=dtype)
-        values["peak_memory_bytes_predicted"] = prediction.eager_peak_bytes
-        values["peak_memory_bytes_predicted_last_use"] = prediction.last_use_peak_bytes
-        details.update(peak_node=prediction.peak_node, weights_bytes=prediction.weights_bytes)
     if "usage" in groups:
         values["params_used"] = _params_used(model, shape[1], dtype)
     spec = getattr(model, "zoo_spec", None)
@@ -234,11 +248,15 @@ def profile(
     runtime: RuntimeOptions | None = None,
     name: str | None = None,
     fingerprint: str | None = None,
+    max_memory: int | None = None,
 ) -> Profile:
     """Measure ``quantities`` of ``model`` on an input of ``input_shape`` (or the ``preset``'s input).
 
-    Everything runs as inference: the modules' ``training`` flags are cleared for the measurement and
-    restored after (no BatchNorm statistics move), hooks are removed; real passes move it to ``device``.
+    Passes on real tensors at the input (the counting trace, measured memory, runtime) are refused
+    with a one-line error when their predicted peak exceeds ``max_memory`` bytes (default: the memory
+    available on ``device``). Everything runs as inference: the modules' ``training`` flags are cleared
+    for the measurement and restored after (no BatchNorm statistics move), hooks are removed; real passes
+    move the model to ``device``.
     """
     unknown = [q for q in quantities if q not in QUANTITIES]
     if unknown:
@@ -254,7 +272,7 @@ def profile(
     values: dict[str, Any] = {}
     details: dict[str, Any] = {}
     with untouched(model):  # inference: eval flags (not eval(), which may re-parameterise), restored after
-        _measure(model, shape, dtype, quantities, groups, device, runtime, values, details)
+        _measure(model, shape, dtype, quantities, groups, device, runtime, max_memory, values, details)
     details.setdefault("threads", torch.get_num_threads())
     details.update(torch=torch.__version__, machine=platform.processor() or platform.machine())
     spec = getattr(model, "zoo_spec", None)

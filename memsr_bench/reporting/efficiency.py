@@ -78,6 +78,7 @@ def efficiency_frame(
     max_gmacs: float | None = None,
     force: bool = False,
     progress: bool | None = None,
+    max_memory: int | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per loaded model at ``preset``'s input: every count quantity, the predicted peak and,
     with ``runtime``, runtime (median, IQR, threads) and measured peak memory; and notes (skips)."""
@@ -89,7 +90,7 @@ def efficiency_frame(
         models, desc=f"efficiency {preset}", unit="model", disable=None if progress is None else not progress
     ):
         shape = preset_obj.input_shape(model.scale, channels=input_channels(model.module))
-        counts = stored_counts(store, model, shape, force)
+        counts = stored_counts(store, model, shape, force, max_memory)
         row: dict[str, Any] = {
             "model": model.name,
             "scale": model.scale,
@@ -103,8 +104,8 @@ def efficiency_frame(
             if max_gmacs is not None and counts["macs"] / 1e9 > max_gmacs:
                 heavy.append(f"{model.name} x{model.scale} ({counts['macs'] / 1e9:,.0f} G MACs)")
             else:
-                timing = stored_runtime(store, model, shape, device, options, force)
-                memory = stored_memory(store, model, shape, device, force)
+                timing = stored_runtime(store, model, shape, device, options, force, max_memory)
+                memory = stored_memory(store, model, shape, device, force, max_memory)
                 row.update(
                     runtime_ms=timing["runtime_ms"],
                     runtime_iqr_ms=timing["runtime_iqr_ms"],

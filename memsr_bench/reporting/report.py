@@ -265,6 +265,7 @@ def build_report(
     force: bool = False,
     log: Callable[[str], None] = print,
     extra: ModelChoice | None = None,
+    max_memory: int | None = None,
 ) -> Path:
     """Write everything under ``out`` and its index ``out/README.md``; returns the index. ``extra``: the
     user's models, added (highlighted) to the efficiency tables and the compute-vs-memory figure."""
@@ -274,7 +275,13 @@ def build_report(
         spec = EFFICIENCY_TABLES[preset]
         refs, skipped = _light_models(spec)
         table = build_table(
-            spec, store, models=_with_extra(refs, extra), reference_dir=reference_dir, force=force, log=log
+            spec,
+            store,
+            models=_with_extra(refs, extra),
+            reference_dir=reference_dir,
+            force=force,
+            log=log,
+            max_memory=max_memory,
         )
         table.notes += skipped
         for path in table.write(out / "efficiency" / preset, ("md", "csv")):

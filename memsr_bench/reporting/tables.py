@@ -199,6 +199,7 @@ def build_table(
     max_gmacs: float | None = None,
     force: bool = False,
     log: Callable[[str], None] = print,
+    max_memory: int | None = None,
 ) -> Table:
     """Build one preset (see the module docstring); every measured cell goes through ``store``.
 
@@ -223,6 +224,7 @@ def build_table(
         options=options,
         max_gmacs=max_gmacs,
         force=force,
+        max_memory=max_memory,
     )
     frame = published_efficiency_columns(frame, spec.source, reference_dir)
     data, columns = _efficiency_columns(frame, spec)

@@ -62,11 +62,15 @@ def _key(kind: str, loaded, shape: Sequence[int], conventions: Any, device: str 
     )
 
 
-def stored_counts(store: ResultsStore | None, loaded, shape: Sequence[int], force: bool = False) -> dict[str, Any]:
+def stored_counts(
+    store: ResultsStore | None, loaded, shape: Sequence[int], force: bool = False, max_memory: int | None = None
+) -> dict[str, Any]:
     """Every count quantity, ``params_used`` and the predicted peaks of ``loaded`` at ``shape``."""
 
     def measure() -> dict[str, Any]:
-        result = profile(loaded.module, shape, quantities=(*COUNT_QUANTITIES, "params_used"), name=loaded.name)
+        result = profile(
+            loaded.module, shape, quantities=(*COUNT_QUANTITIES, "params_used"), name=loaded.name, max_memory=max_memory
+        )
         return {**result.values, "details": result.details}
 
     dtype = str(model_dtype(loaded.module)).removeprefix("torch.")
@@ -81,6 +85,7 @@ def stored_runtime(
     device: str = "cpu",
     options: RuntimeOptions | None = None,
     force: bool = False,
+    max_memory: int | None = None,
 ) -> dict[str, Any]:
     """``runtime_ms``, ``runtime_iqr_ms`` and the samples, threads and device name of the timing."""
     options = options or RuntimeOptions()
@@ -93,19 +98,28 @@ def stored_runtime(
     }
 
     def measure() -> dict[str, Any]:
-        result = profile(loaded.module, shape, quantities=("runtime_ms",), device=device, runtime=options)
+        result = profile(
+            loaded.module, shape, quantities=("runtime_ms",), device=device, runtime=options, max_memory=max_memory
+        )
         return {**result.values, "details": result.details}
 
     return cached(store, _key("runtime", loaded, shape, conventions, label), measure, force=force)
 
 
 def stored_memory(
-    store: ResultsStore | None, loaded, shape: Sequence[int], device: str = "cpu", force: bool = False
+    store: ResultsStore | None,
+    loaded,
+    shape: Sequence[int],
+    device: str = "cpu",
+    force: bool = False,
+    max_memory: int | None = None,
 ) -> dict[str, Any]:
     """``peak_memory_bytes_measured`` of one forward pass and how it was measured."""
 
     def measure() -> dict[str, Any]:
-        result = profile(loaded.module, shape, quantities=("peak_memory_bytes_measured",), device=device)
+        result = profile(
+            loaded.module, shape, quantities=("peak_memory_bytes_measured",), device=device, max_memory=max_memory
+        )
         return {**result.values, "details": result.details}
 
     key = _key("memory", loaded, shape, {"batch": 1, "dtype": "float32"}, device_label(device))
@@ -122,21 +136,23 @@ def stored_profile(
     device: str = "cpu",
     runtime: RuntimeOptions | None = None,
     force: bool = False,
+    max_memory: int | None = None,
 ) -> Profile:
-    """The :class:`Profile` of ``quantities``, every group read from (or measured into) the store."""
+    """The :class:`Profile` of ``quantities``, every group read from (or measured into) the store; real
+    passes that would exceed ``max_memory`` (default: available memory) are refused before they run."""
     groups = {QUANTITIES[q].group for q in quantities}
     values: dict[str, Any] = {}
     details: dict[str, Any] = {}
     if groups & {"params", "trace", "predicted", "usage"}:
-        counts = stored_counts(store, loaded, shape, force)
+        counts = stored_counts(store, loaded, shape, force, max_memory)
         details.update(counts.pop("details", {}))
         values.update(counts)
     if "measured" in groups:
-        memory = stored_memory(store, loaded, shape, device, force)
+        memory = stored_memory(store, loaded, shape, device, force, max_memory)
         details.update(memory.pop("details", {}))
         values.update(memory)
     if "runtime" in groups:
-        timing = stored_runtime(store, loaded, shape, device, runtime, force)
+        timing = stored_runtime(store, loaded, shape, device, runtime, force, max_memory)
         details.update(timing.pop("details", {}))
         values.update(timing)
     return Profile(

@@ -1,0 +1,59 @@
+"""Real forward passes that would not fit are refused in one line before anything is allocated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from memsr_bench.cli import main
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.measure.profile import profile
+from memsr_bench.model import load_model
+from memsr_bench.results import ResultsStore
+from memsr_bench.units import parse_bytes
+
+
+def test_parse_bytes():
+    assert parse_bytes("700MiB", "--max-memory") == 700 * 2**20
+    assert parse_bytes("1GiB", "x") == parse_bytes("1G", "x") == 2**30
+    assert parse_bytes("1.5G", "x") == int(1.5 * 2**30) and parse_bytes("2GB", "x") == 2 * 10**9
+    assert parse_bytes("4096", "x") == 4096
+    for bad in ("", "12XB", "-1G", "0", "G"):
+        with pytest.raises(MemsrInputError, match="--max-memory|x"):
+            parse_bytes(bad, "--max-memory")
+
+
+def test_predicted_peak_at_any_size_and_counting_refused_in_one_line(capsys):
+    model = load_model("imdn", 4).module
+    huge = (1, 3, 100_000, 100_000)
+    predicted = profile(model, huge, quantities=["params", "peak_memory_bytes_predicted"])  # fake tensors only
+    assert predicted["peak_memory_bytes_predicted"] > 30 * 2**40
+    assert main(["profile", "imdn", "--scale", "4", "--input", "100000x100000", "--counts-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--max-memory: counting at input 1x3x100000x100000 needs about" in err
+    assert "TiB (predicted peak)" in err and "refused before allocating" in err
+
+
+def test_a_real_pass_over_the_limit_is_refused_before_it_runs(tmp_path, capsys, monkeypatch):
+    import memsr_bench.measure.runtime as runtime
+
+    monkeypatch.setattr(runtime, "measure_runtime", lambda *a, **k: pytest.fail("the pass ran"))
+    model = load_model("fsrcnn", 2).module
+    with pytest.raises(MemsrInputError, match=r"a real forward pass at input 1x1x64x64 .* \(--max-memory\)"):
+        profile(model, (1, 1, 64, 64), quantities=["runtime_ms"], max_memory=2**10)
+    assert main(["profile", "fsrcnn", "--scale", "2", "--input", "64x64", "--max-memory", "1KiB"]) == 2
+    assert "more than 1.00 KiB (--max-memory)" in capsys.readouterr().err
+
+
+def test_eval_refuses_before_the_first_image(tmp_path, capsys):
+    folder = tmp_path / "Set5"
+    folder.mkdir()
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(folder / "a.png")
+    store = tmp_path / "s.sqlite"
+    argv = ["eval", "fsrcnn", "--scale", "2", "--data", str(folder), "--random-weights", "--store", str(store)]
+    assert main([*argv, "--max-memory", "100KiB"]) == 2
+    err = capsys.readouterr().err
+    assert "upscaling Set5 at input 1x1x32x24 needs about" in err and err.count("\n") == 1
+    assert len(ResultsStore(store)) == 0  # nothing measured, nothing stored
+    assert main(argv) == 0  # the default limit (available memory) lets it run
