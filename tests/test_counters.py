@@ -632,7 +632,7 @@ def test_counting_does_not_modify_the_model():
         c = profile(model, (3, 6, 6), preset=preset, scale=2, quantities=TRACE_COUNTS)
         _assert_same(before, _snapshot(model))
     assert c.values["trainable_params"] == c.values["params"] - 4
-    assert len(calls) == 3  # the user's hook ran once per trace and is still registered
+    assert len(calls) == 6  # per profile: the trace and the guard's fake-tensor peak prediction; still registered
     # BatchNorm running statistics untouched although the model is in training mode
     assert torch.equal(model.bn.running_mean, torch.zeros(4)) and int(model.bn.num_batches_tracked) == 0
     # the copy made for another dtype leaves the original alone too
