@@ -11,6 +11,8 @@ from memsr_bench.errors import MemsrInputError
 from memsr_bench.reporting.render import FORMATS
 from memsr_bench.reporting.tables import CPU_MAX_GMACS, CPU_TIMING, CUDA_TIMING, PRESETS
 
+SCORE = "ntire-score"
+
 
 def existing_dir(value: str | None, option: str) -> Path | None:
     if value is None:
@@ -18,6 +20,23 @@ def existing_dir(value: str | None, option: str) -> Path | None:
     if not Path(value).is_dir():
         raise MemsrInputError(option, f"folder not found: {value}")
     return Path(value)
+
+
+def _score_table(args: argparse.Namespace, store, data_root):
+    from memsr_bench.reporting.score import build_score_table
+
+    if args.year is None:
+        raise MemsrInputError("--year", "required for ntire-score (2024, 2025 or 2026)")
+    return build_score_table(
+        args.year,
+        store,
+        models=options.model_choice(args),
+        data_root=data_root,
+        device=args.device,
+        repeats=args.repeats or 5,
+        max_memory=args.max_memory,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
@@ -29,25 +48,29 @@ def _cmd_table(args: argparse.Namespace) -> int:
     data_root = existing_dir(args.data_root, "--data-root")
     weights = existing_dir(args.weights, "--weights")
     reference_dir = existing_dir(args.reference, "--reference") if args.reference else default_reference_dir()
-    default = CUDA_TIMING if args.device.startswith("cuda") else CPU_TIMING
-    runtime = RuntimeOptions(
-        warmup=default.warmup if args.warmup is None else args.warmup,
-        repeats=default.repeats if args.repeats is None else args.repeats,
-    )
-    table = build_table(
-        args.preset,
-        ResultsStore(args.store),
-        models=options.model_choice(args),
-        data_root=data_root,
-        weights=weights,
-        reference_dir=reference_dir,
-        device=args.device,
-        runtime=runtime,
-        max_gmacs=args.max_gmacs,
-        force=args.force,
-        max_memory=args.max_memory,
-        log=lambda msg: print(msg, file=sys.stderr),
-    )
+    store = ResultsStore(args.store)
+    if args.preset == SCORE:
+        table = _score_table(args, store, data_root)
+    else:
+        default = CUDA_TIMING if args.device.startswith("cuda") else CPU_TIMING
+        runtime = RuntimeOptions(
+            warmup=default.warmup if args.warmup is None else args.warmup,
+            repeats=default.repeats if args.repeats is None else args.repeats,
+        )
+        table = build_table(
+            args.preset,
+            store,
+            models=options.model_choice(args),
+            data_root=data_root,
+            weights=weights,
+            reference_dir=reference_dir,
+            device=args.device,
+            runtime=runtime,
+            max_gmacs=args.max_gmacs,
+            force=args.force,
+            max_memory=args.max_memory,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
     if args.out:
         for path in table.write(Path(args.out)):
             print(f"wrote {path}", file=sys.stderr)
@@ -72,7 +95,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "with the public checkpoints in --weights, or read from the rows `memsr-bench eval` stored for the same "
         "architecture. Missing data (no weights, no data set, a cell too heavy for the CPU) stays missing.",
     )
-    p.add_argument("preset", metavar="PRESET", choices=list(PRESETS), help=f"one of: {', '.join(PRESETS)}")
+    p.add_argument(
+        "preset",
+        metavar="PRESET",
+        choices=[*PRESETS, SCORE],
+        help=f"one of: {', '.join(PRESETS)}; or {SCORE} --year Y (the NTIRE ESR score against the year's baseline)",
+    )
+    p.add_argument("--year", type=int, choices=[2024, 2025, 2026], help="challenge year of ntire-score")
     options.add_models(p, "default: every zoo model (--config/--deploy/--input-range/--channels apply to yours)")
     p.add_argument("--data-root", help="folder holding the test sets (e.g. ../shared/datasets); PSNR/SSIM need it")
     p.add_argument("--weights", help="weights folder with public checkpoints (e.g. ../shared/weights)")

@@ -148,7 +148,8 @@ class Table:
                     )
                 ]
         if "highlight" in self.data and len(self.columns):
-            first = self.columns[0].title
+            titles = [c.title for c in self.columns]
+            first = "model" if "model" in titles else titles[0]  # the star marks the model's name
             cells[first] = [
                 f"{HIGHLIGHT}{v}" if not _missing(flag) and flag else v
                 for v, flag in zip(cells[first], self.data["highlight"], strict=True)
