@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +69,7 @@ def build_score_table(
     preset = get_preset(f"ntire{year}")
     choice = models or ModelChoice()
     refs = tuple(dict.fromkeys((rule.baseline, *(choice.refs or ()))))
-    loaded, highlighted = choose_models(ModelChoice(**{**choice.__dict__, "refs": refs}), [4], log)
+    loaded, highlighted = choose_models(replace(choice, refs=refs), [4], log)
     timing = RuntimeOptions(warmup=0, repeats=repeats, protocol="ntire2022")
     rows = []
     for model in loaded:  # every runtime re-measured now: the ratios compare timings of one run
