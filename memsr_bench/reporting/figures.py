@@ -32,7 +32,6 @@ if TYPE_CHECKING:  # matplotlib and pandas are imported where used: registering 
     from matplotlib.transforms import Bbox
 
 __all__ = [
-    "KINDS",
     "hd_sizes",
     "peak_vs_size_figure",
     "psnr_figure",
@@ -41,12 +40,9 @@ __all__ = [
     "timeline_figure",
 ]
 
-KINDS = ("psnr-memory", "psnr-runtime", "timeline", "peak-vs-size")
 # HR outputs (H, W) of the peak-vs-size plot: 360p, 720p, 1080p, 1440p, 4K.
 HD_OUTPUTS = ((360, 640), (720, 1280), (1080, 1920), (1440, 2560), (2160, 3840))
 HD_NAMES = {(720, 1280): "1280x720", (1080, 1920): "1920x1080", (2160, 3840): "3840x2160"}
-REPORT_TIMELINE_MODELS = ("fmen-s-deploy", "imdn-ntire2022")
-REPORT_SIZE_MODELS = ("fsrcnn", "fmen-s-deploy", "rlfn-ntire", "e-rfdn", "imdn-ntire2022", "carn-m", "edsr-baseline")
 MAX_MARKER_AREA = 1600.0  # points², the largest model's marker
 PRESET_OUTPUT = {"memsr": "HR 1920x1080 output", "fmen": "HR 1280x720 output", "ntire2022": "LR 256x256 input"}
 

@@ -6,6 +6,7 @@ nothing and a rerun with everything cached only reads the store.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -76,6 +77,14 @@ def _zoo_section(out: Path) -> list[str]:
     return ["- [zoo.md](zoo.md): models, scales, parameter counts, checkpoints"]
 
 
+@functools.cache
+def _param_count(name: str, scale: int) -> int:
+    """A zoo model's parameter count (built once per report, not once per preset)."""
+    import zoo
+
+    return sum(p.numel() for p in zoo.create(name, scale=scale).parameters())
+
+
 def _light_models(spec: TableSpec) -> tuple[list[str], list[str]]:
     """Zoo models whose counting at the preset's input takes seconds, and notes on the others."""
     import zoo
@@ -86,7 +95,7 @@ def _light_models(spec: TableSpec) -> tuple[list[str], list[str]]:
         scales = [s for s in spec.scales if s in zoo.get_spec(name).scales]
         if not scales:
             continue
-        params = sum(p.numel() for p in zoo.create(name, scale=scales[0]).parameters())
+        params = _param_count(name, scales[0])
         h, w = get_preset(spec.efficiency_preset).lr_shape(scales[0])
         if params * h * w > MAX_COUNT_MACS_ESTIMATE:
             notes.append(
