@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,14 +26,19 @@ def test_parse_bytes():
             parse_bytes(bad, "--max-memory")
 
 
-def test_predicted_peak_at_any_size_and_counting_refused_in_one_line(capsys):
+def test_counts_and_predicted_peak_at_any_size_and_a_real_pass_refused_in_one_line(capsys):
     model = load_model("imdn", 4).module
     huge = (1, 3, 100_000, 100_000)
-    predicted = profile(model, huge, quantities=["params", "peak_memory_bytes_predicted"])  # fake tensors only
+    predicted = profile(model, huge)  # every counter and the predicted peak: fake tensors only
     assert predicted["peak_memory_bytes_predicted"] > 30 * 2**40
-    assert main(["profile", "imdn", "--scale", "4", "--input", "100000x100000", "--counts-only"]) == 2
+    small = profile(model, (1, 3, 100, 100), quantities=["macs"])
+    assert predicted["macs"] / small["macs"] == pytest.approx(10**6, rel=1e-6)  # MACs grow with the pixels
+    assert main(["profile", "imdn", "--scale", "4", "--input", "100000x100000", "--counts-only", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ntire2022_flops"] == predicted["ntire2022_flops"] and out["fvcore_flops"] > 7 * 10**15
+    assert main(["profile", "imdn", "--scale", "4", "--input", "100000x100000"]) == 2  # with runtime: a real pass
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--max-memory: counting at input 1x3x100000x100000 needs about" in err
+    assert err.count("\n") == 1 and "--max-memory: a real forward pass at input 1x3x100000x100000 needs about" in err
     assert "TiB (predicted peak)" in err and "refused before allocating" in err
 
 

@@ -1,11 +1,15 @@
-"""Parameter, MAC, FLOP, activation and convolution counters built on fvcore's JIT analysis.
+"""Parameter, MAC, FLOP, activation and convolution counters, computed on shapes only.
 
-One trace per model and input: :func:`trace_model` runs ``fvcore.nn.JitModelAnalysis`` once, with
-a handle (``set_op_handle``) for every operator of the formula table in
-:mod:`memsr_bench.measure.op_handles`, and every analysis below is read from that one trace.
-Each is an analysis object in the style of fvcore's ``FlopCountAnalysis``: ``.total()``,
-``.by_operator()``, ``.by_module()``, ``.by_module_and_operator()``, ``.unsupported_ops()``, plus
-``.convention``, a one-line description of what is counted.
+One pass per model and input: :func:`trace_model` runs the model once on *fake* tensors
+(``FakeTensorMode``: no kernel runs and no activation memory is allocated, so any input size is
+cheap) and looks at every operator call: every aten operator the dispatcher sees, and the few calls
+counted whole at the model's code (:data:`~memsr_bench.measure.op_costs.WHOLE_CALLS`). Each call's
+cost comes from the formula table of :mod:`memsr_bench.measure.op_costs` and is attributed to the
+innermost module running (forward hooks, fvcore's canonical module names), and every analysis
+below is read from that one pass. Each is an analysis object in the style of fvcore's
+``FlopCountAnalysis``: ``.total()``, ``.by_operator()``, ``.by_module()``,
+``.by_module_and_operator()``, ``.unsupported_ops()``, plus ``.convention``, a one-line
+description of what is counted.
 
 Analyses (``ModelTrace.analysis(name)``, :data:`ANALYSES`):
 
@@ -13,8 +17,10 @@ Analyses (``ModelTrace.analysis(name)``, :data:`ANALYSES`):
   else, e.g. ``pixel_shuffle``); ``conv_macs`` -- the convolution part alone (the SR papers'
   "Mult-Adds");
 * ``flops`` -- 2 FLOPs per MAC plus bias adds and element-wise, activation, normalisation,
-  pooling, reduction and interpolation costs (convention in ``op_handles``);
+  pooling, reduction and interpolation costs (convention in ``op_costs``);
 * ``activations`` / ``convs`` -- output elements / number of calls of every convolution op;
+* ``fvcore_flops`` -- fvcore 0.1.5's ``FlopCountAnalysis(...).total()`` (its handles re-expressed
+  per operator; equal to fvcore's own JIT analysis, which the tests use as the oracle);
 * ``ntire2022_flops`` / ``ntire2022_activations`` / ``ntire2022_convs`` -- the NTIRE 2022 ESR
   ``get_model_flops`` / ``get_model_activation`` conventions: forward hooks on module *types*, so
   an operator counts only when it runs directly inside an instance of a hooked type
@@ -22,9 +28,11 @@ Analyses (``ModelTrace.analysis(name)``, :data:`ANALYSES`):
 * ``thop_0031`` -- ``thop.profile`` 0.0.31 (the version MemSR's requirements name): hooks on
   exact module types (:data:`THOP_0031`).
 
-Counting leaves the model as it was: it runs in eval mode under ``torch.no_grad()`` with every
-module's ``training`` flag restored afterwards, adds no buffers or attributes, and removes every
-hook it registered even when the trace fails. Parameters are counted on the model itself.
+Counting leaves the model as it was: it runs in eval mode under ``torch.no_grad()`` with
+every module's ``training`` flag restored afterwards, adds no buffers or attributes, and removes
+every hook it registered even when the pass fails. Parameters are counted on the model itself.
+A model whose forward reads tensor *values* (``x.item()``, data-dependent shapes) cannot be
+counted on shapes and gets a one-line error.
 
 This module is the machinery; callers measure through :func:`memsr_bench.measure.profile.profile`,
 which exposes each analysis as a quantity named for its convention
@@ -33,19 +41,19 @@ which exposes each analysis as a quantity named for its convention
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as FVCORE_FLOP_HANDLES
-from fvcore.nn.jit_analysis import JitModelAnalysis
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from memsr_bench.errors import MemsrInputError
-from memsr_bench.measure.op_handles import IGNORED_OPS, OP_FORMULAS, QUANTITIES, OpFormula
+from memsr_bench.measure.op_costs import IGNORED_OPS, OP_FORMULAS, QUANTITIES, WHOLE_CALLS, OpCall, bind_call
 
 __all__ = [
     "ANALYSES",
@@ -63,9 +71,8 @@ __all__ = [
     "trace_model",
 ]
 
-_SEP = "/"  # fvcore counter keys are "<quantity>/<operator>"
-_FVCORE = "fvcore"  # counter key of what fvcore's own FlopCountAnalysis handles count
-_UNSUPPORTED = "unsupported"  # counter key of ops only fvcore's table counts (no memsr-bench formula)
+_SEP = "/"  # counter keys are "<quantity>/<operator>"
+_UNSUPPORTED = "unsupported"  # counter key of ops without a memsr-bench formula
 _CONV_OPS = frozenset({"conv", "conv_transpose"})
 
 
@@ -84,7 +91,7 @@ class HookRule:
 class ModuleConvention:
     """A counter that works by forward hooks on module types (NTIRE 2022, thop).
 
-    ``quantity`` is the :class:`~memsr_bench.measure.op_handles.OpCost` field holding the value
+    ``quantity`` is the :class:`~memsr_bench.measure.op_costs.OpCost` field holding the value
     the tool's hook adds for an operator; ``exact_type`` distinguishes thop's ``type(m) in table``
     from NTIRE's ``isinstance`` (so a ``MeanShift(nn.Conv2d)`` subclass counts for NTIRE, not thop).
     """
@@ -171,17 +178,17 @@ THOP_0031 = ModuleConvention(
 _CONVENTIONS = {c.name: c for c in (NTIRE2022_FLOPS, NTIRE2022_ACTIVATIONS, NTIRE2022_CONVS, THOP_0031)}
 
 _SUITE_QUANTITIES: dict[str, tuple[str, frozenset[str] | None, str]] = {
-    "macs": ("macs", None, "MACs of convolution, linear and matmul-type ops (memsr-bench op_handles)"),
+    "macs": ("macs", None, "MACs of convolution, linear and matmul-type ops (memsr-bench op_costs)"),
     "conv_macs": ("macs", _CONV_OPS, "MACs (Mult-Adds) of convolution ops only"),
     "flops": (
         "flops",
         None,
-        "FLOPs: 2 per MAC + bias adds + element-wise/activation/norm/pool/interpolation ops (memsr-bench op_handles)",
+        "FLOPs: 2 per MAC + bias adds + element-wise/activation/norm/pool/interpolation ops (memsr-bench op_costs)",
     ),
     "activations": ("conv_outputs", None, "output elements of every convolution op"),
     "convs": ("conv_calls", None, "number of convolution op calls"),
     "fvcore_flops": (
-        _FVCORE,
+        "fvcore",
         None,
         "fvcore 0.1.5 FlopCountAnalysis(...).total(): its own handles (conv/linear/matmul/einsum MACs, batch_norm, "
         "group/layer/instance_norm, nearest/bilinear upsampling, adaptive_avg_pool2d, grid_sampler); every other "
@@ -289,73 +296,107 @@ def _ancestors(name: str) -> list[str]:
     return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-# ----------------------------------------------------------------------------- the trace
+# ----------------------------------------------------------------------------- the pass
 
 
-def _fvcore_flops(kind: str, inputs, outputs) -> int:
-    """What fvcore's own ``FlopCountAnalysis`` handle adds for this op (0 for ops it does not count)."""
-    handle = FVCORE_FLOP_HANDLES.get(kind)
-    if handle is None:
-        return 0
-    result = handle(inputs, outputs)
-    return int(sum(result.values())) if isinstance(result, Counter) else int(result)
+class _Recorder:
+    """Costs of the operator calls of one fake pass, by the module they run directly in."""
+
+    def __init__(self, model: nn.Module):
+        self.modules = _module_stack(model)
+        self.direct: dict[str, Counter[str]] = {}
+        self.whole_depth = 0  # > 0 inside a call counted whole: its inner operators are not counted
+
+    def record(self, kind: str, args: dict, outputs) -> None:
+        formula = OP_FORMULAS.get(kind)
+        counts = self.direct.setdefault(self.modules.path, Counter())
+        if formula is None:
+            counts[f"{_UNSUPPORTED}{_SEP}{kind}"] += 1
+            return
+        try:
+            cost = formula.fn(OpCall(kind, args, [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor)]))
+        except Exception as err:  # noqa: BLE001 - name the operator in the message
+            raise RuntimeError(f"cost formula of {kind} failed: {err}") from err
+        if not formula.suite:
+            counts[f"{_UNSUPPORTED}{_SEP}aten::{formula.name}"] += 1
+        for quantity in QUANTITIES:
+            value = getattr(cost, quantity)
+            if value:
+                # fvcore names an operator by its kind (one "conv" for both directions), as its breakdowns do
+                label = formula.name if quantity == "fvcore" else cost.label or formula.name
+                counts[f"{quantity}{_SEP}{label}"] += value
 
 
-def _handle(kind: str, formula: OpFormula | None):
-    """One trace handle per op kind: the memsr-bench formula's quantities and fvcore's own flop count."""
-    name = formula.name if formula is not None else kind.split("::")[-1].rstrip("_")
+class _WholeCalls(TorchFunctionMode):
+    """Counts the calls of :data:`WHOLE_CALLS` as the model's code makes them."""
 
-    def handle(inputs, outputs) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        if formula is None:  # fvcore counts it, memsr-bench has no formula: still reported as unsupported
-            counts[f"{_UNSUPPORTED}{_SEP}{kind}"] = 1
-        else:
-            try:
-                cost = formula.fn(inputs, outputs)
-            except Exception as err:  # noqa: BLE001 - name the operator in the message
-                raise RuntimeError(f"cost formula of {formula.kind} failed: {err}") from err
-            label = cost.label or name
-            counts.update({f"{q}{_SEP}{label}": getattr(cost, q) for q in QUANTITIES if getattr(cost, q)})
-        fvcore = _fvcore_flops(kind, inputs, outputs)
-        if fvcore:
-            counts[f"{_FVCORE}{_SEP}{name}"] = fvcore
-        return counts
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder = recorder
 
-    return handle
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        whole = WHOLE_CALLS.get(func) if self.recorder.whole_depth == 0 else None
+        if whole is None:
+            return func(*args, **kwargs)
+        self.recorder.whole_depth += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self.recorder.whole_depth -= 1
+        kind, bind = whole
+        self.recorder.record(kind, bind(args, kwargs), out)
+        return out
 
 
-class _SuiteAnalysis(JitModelAnalysis):
-    """fvcore's analysis with the memsr-bench formula table and ignore list, and no warnings."""
+class _DispatchedOps(TorchDispatchMode):
+    """Counts every aten operator the dispatcher runs (outside the calls counted whole)."""
 
-    def __init__(self, model: nn.Module, inputs: tuple[torch.Tensor, ...]):
-        super().__init__(model, inputs)
-        # fvcore silently skips some computing ops (relu, clamp, max, ...); we report every op
-        # without a formula except pure metadata/view ops.
-        self._ignored_ops = set(IGNORED_OPS)
-        kinds = set(OP_FORMULAS) | set(FVCORE_FLOP_HANDLES)
-        self.set_op_handle(**{kind: _handle(kind, OP_FORMULAS.get(kind)) for kind in sorted(kinds)})
-        self.unsupported_ops_warnings(False)
-        self.uncalled_modules_warnings(False)
-        self.tracer_warnings("none")
+    def __init__(self, recorder: _Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.recorder.whole_depth == 0:
+            kind = func._schema.name
+            if kind not in IGNORED_OPS:
+                self.recorder.record(kind, bind_call(func, args, kwargs), out)
+        return out
+
+
+def _module_stack(model: nn.Module):
+    from memsr_bench.measure.fake_pass import ModuleStack
+
+    return ModuleStack(model, unknown="caller")
 
 
 class ModelTrace:
-    """One JIT trace of ``model(input)``; every quantity is an analysis over it."""
+    """One shape-only pass of ``model(input)``; every quantity is an analysis over it."""
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int], analysis: JitModelAnalysis):
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], direct: dict[str, Counter[str]]):
         self.model = model
         self.input_shape = tuple(int(s) for s in input_shape)
-        self._analysis = analysis
-        self._counts: dict[str, Counter[str]] = analysis.by_module_and_operator()
         self._modules = dict(model.named_modules())  # first-occurrence names = fvcore's canonical names
-        self._direct: dict[str, Counter[str]] | None = None
+        self._direct = {name: Counter(direct.get(name, Counter())) for name in self._modules}
+        self._counts: dict[str, Counter[str]] = {name: Counter() for name in self._modules}
+        for name, own in self._direct.items():
+            for ancestor in _ancestors(name):
+                self._counts[ancestor].update(own)
+        canonical = {id(m): name for name, m in self._modules.items()}
+        self._aliases = {name: canonical[id(m)] for name, m in model.named_modules(remove_duplicate=False)}
         self._cache: dict[str, CountAnalysis] = {}
 
     def canonical(self, module_name: str) -> str:
-        return self._analysis.canonical_module_name(module_name) if module_name else ""
+        if not module_name:
+            return ""
+        if module_name not in self._aliases:
+            raise KeyError(f"{module_name!r} is not a submodule name of the model")
+        return self._aliases[module_name]
 
     def counts(self) -> dict[str, Counter[str]]:
-        """fvcore's ``by_module_and_operator()`` with ``"<quantity>/<operator>"`` keys."""
+        """``{module: Counter({"<quantity>/<operator>": count})}``; a module includes its submodules."""
         return self._counts
 
     def modules(self) -> dict[str, nn.Module]:
@@ -363,24 +404,11 @@ class ModelTrace:
 
     def direct_counts(self) -> dict[str, Counter[str]]:
         """Counts of the ops that run directly in each module (not in its submodules)."""
-        if self._direct is None:
-            children: dict[str, list[str]] = {name: [] for name in self._counts}
-            for name in self._counts:
-                if name:
-                    parent = name.rpartition(".")[0]
-                    if parent in children:
-                        children[parent].append(name)
-            self._direct = {}
-            for name, counts in self._counts.items():
-                own = Counter(counts)
-                for child in children[name]:
-                    own.subtract(self._counts[child])
-                self._direct[name] = Counter({k: v for k, v in own.items() if v > 0})
         return self._direct
 
     def unsupported_ops(self, module_name: str = "") -> Counter[str]:
-        """Ops without a memsr-bench formula (fvcore's list, plus those only fvcore's table counts)."""
-        ops = Counter(self._analysis.unsupported_ops(self.canonical(module_name)))
+        """Operators met that have no memsr-bench formula (they counted as 0)."""
+        ops: Counter[str] = Counter()
         for (quantity, op), n in _split(self._counts.get(self.canonical(module_name), Counter())):
             if quantity == _UNSUPPORTED:
                 ops[op] += n
@@ -412,7 +440,7 @@ _HOOK_DICTS = (
 
 @contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no_grad for the trace; training flags and hook tables restored after.
+    """Eval mode and no_grad for the pass; training flags and hook tables restored after.
 
     The flags are set directly instead of calling ``model.eval()``, so that a module whose
     ``train()`` does more than set flags (e.g. re-parameterises) is not changed.
@@ -447,33 +475,34 @@ def normalise_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.device, tensor.dtype
-    return torch.device("cpu"), torch.float32
+_DATA_DEPENDENT = (
+    torch._subclasses.fake_tensor.DataDependentOutputException,
+    torch._subclasses.fake_tensor.DynamicOutputShapeException,
+)
 
 
-def trace_model(model: nn.Module, input_shape: Sequence[int], *, dtype: torch.dtype | None = None) -> ModelTrace:
-    """Trace ``model`` once on a random input of ``input_shape`` (``(C,H,W)`` or ``(N,C,H,W)``).
+def trace_model(model: nn.Module, input_shape: Sequence[int]) -> ModelTrace:
+    """Count ``model`` on an input of ``input_shape`` (``(C,H,W)`` or ``(N,C,H,W)``), on shapes only.
 
-    The trace runs on the model's device and dtype; ``dtype`` traces a converted deep copy instead
-    (the counts do not depend on it; ``torch.bfloat16`` is much faster on CPUs with bf16 units).
+    The pass runs on fake tensors of the model's device and dtype; the counts depend on neither.
     """
+    from memsr_bench.measure.fake_pass import fake_input
+
     shape = normalise_input_shape(input_shape)
-    device, model_dtype = _model_device_dtype(model)
-    target = model
-    if dtype is not None and dtype != model_dtype:
-        target = copy.deepcopy(model).to(dtype)
-        model_dtype = dtype
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(shape, generator=generator).to(device=device, dtype=model_dtype)
-    with untouched(target):
-        analysis = _SuiteAnalysis(target, (x,))
-        trace = ModelTrace(target, shape, analysis)  # runs the trace
-    if target is not model:
-        trace.model = model
-    return trace
+    dtype = next((t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), torch.float32)
+    recorder = _Recorder(model)
+    with untouched(model):
+        fake_mode, x = fake_input(model, shape, dtype)
+        try:
+            with fake_mode, recorder.modules, _DispatchedOps(recorder), _WholeCalls(recorder):
+                model(x)
+        except _DATA_DEPENDENT as err:
+            raise MemsrInputError(
+                "model",
+                f"{type(model).__name__} reads tensor values in its forward ({type(err).__name__}); "
+                "counting runs on shapes only",
+            ) from err
+    return ModelTrace(model, shape, recorder.direct)
 
 
 # ----------------------------------------------------------------------------- parameters

@@ -33,11 +33,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._pytree import tree_leaves
 
 from memsr_bench.measure.counters import input_channels
+from memsr_bench.measure.fake_pass import ModuleStack, fake_input
 from memsr_bench.measure.memory import LiveStorageMode, model_tensors
 
 __all__ = [
@@ -79,35 +78,6 @@ class MemoryPrediction:
         return self.peak_bytes - self.weights_bytes - self.input_bytes
 
 
-class _ModuleStack:
-    """Qualified name of the innermost module running, kept by global forward (pre-)hooks."""
-
-    def __init__(self, model: nn.Module):
-        self.names = {id(m): name for name, m in model.named_modules()}
-        self.stack: list[str] = []
-
-    def __enter__(self):
-        self._handles = [
-            register_module_forward_pre_hook(self._push),
-            register_module_forward_hook(self._pop),
-        ]
-        return self
-
-    def __exit__(self, *exc):
-        for h in self._handles:
-            h.remove()
-
-    def _push(self, module, args):
-        self.stack.append(self.names.get(id(module), type(module).__name__))
-
-    def _pop(self, module, args, output):
-        self.stack.pop()
-
-    @property
-    def path(self) -> str:
-        return self.stack[-1] if self.stack else ""
-
-
 @dataclass
 class _Graph:
     names: list[str]
@@ -128,7 +98,7 @@ def _trace(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> 
     inputs: list[list[int]] = []
     outputs: list[list[int]] = []
     eager_live: list[int] = []
-    modules = _ModuleStack(model)
+    modules = ModuleStack(model)
 
     def on_op(func, in_ids, out_ids):
         path = modules.path
@@ -140,11 +110,8 @@ def _trace(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> 
 
     mode = LiveStorageMode(on_op=on_op)
     weights = model_tensors(model)
-    device = weights[0].device if weights else torch.device("cpu")
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     with torch.inference_mode():
-        with fake_mode:
-            x = torch.empty(tuple(input_shape), dtype=dtype, device=device)
+        fake_mode, x = fake_input(model, input_shape, dtype)
         weight_ids = mode.track(weights)
         input_ids = mode.track([x])
         start_live = mode.live

@@ -4,7 +4,7 @@ The CLI, tables, the report, the pytest gates and the MemSR tools all measure th
 Only what the requested quantities need runs (:mod:`memsr_bench.measure.quantities` names them):
 
 - ``params`` group: reads the parameters;
-- ``trace`` group: one fvcore trace of the model, every counter read from it;
+- ``trace`` group: one shape-only pass on fake tensors, every counter read from it (any size is cheap);
 - ``predicted`` group: one pass on fake tensors (no memory allocated, any size is cheap);
 - ``usage`` group: one small real pass (LR 64x64) recording which parameters the forward reads;
 - ``measured`` group: one real pass measuring peak memory;
@@ -172,10 +172,10 @@ def _random_input(shape: Sequence[int], dtype: torch.dtype, input_range: float) 
 
 def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memory, values, details) -> None:
     """Fill ``values`` and ``details`` with what the ``groups`` of ``quantities`` need; passes on real tensors
-    at ``shape`` (the counting trace, measured memory, runtime) are refused first if they would not fit."""
+    at ``shape`` (measured memory, runtime) are refused first if they would not fit."""
     from memsr_bench.measure.counters import count_params, trace_model
 
-    real = groups & {"trace", "measured", "runtime"}
+    real = groups & {"measured", "runtime"}
     if "predicted" in groups or real:
         from memsr_bench.measure.guard import ensure_fits
         from memsr_bench.measure.memory_model import predict_peak_memory
@@ -186,20 +186,14 @@ def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memor
             values["peak_memory_bytes_predicted_last_use"] = prediction.last_use_peak_bytes
             details.update(peak_node=prediction.peak_node, weights_bytes=prediction.weights_bytes)
         if real:
-            counting = "trace" in real
-            hint = (
-                "counting traces the model on real tensors: count at a smaller input (the predicted peak needs none)"
-                if counting
-                else "use a smaller input, or --counts-only for counts and predicted memory"
-            )
-            what = "counting" if counting else "a real forward pass"
-            ensure_fits(model, shape, device, max_memory, what, prediction.eager_peak_bytes, hint)
+            hint = "use a smaller input, or --counts-only for counts and predicted memory"
+            ensure_fits(model, shape, device, max_memory, "a real forward pass", prediction.eager_peak_bytes, hint)
 
     if "params" in groups:
         counts = count_params(model)
         values.update(params=counts.params, trainable_params=counts.trainable_params, buffers=counts.buffers)
     if "trace" in groups:
-        trace = trace_model(model, shape, dtype=dtype)
+        trace = trace_model(model, shape)
         for q in quantities:
             if QUANTITIES[q].group == "trace":
                 values[q] = trace.analysis(QUANTITIES[q].analysis).total()
@@ -252,7 +246,8 @@ def profile(
 ) -> Profile:
     """Measure ``quantities`` of ``model`` on an input of ``input_shape`` (or the ``preset``'s input).
 
-    Passes on real tensors at the input (the counting trace, measured memory, runtime) are refused
+    Counts and the predicted peak run on fake tensors at any size. Passes on real tensors at the
+    input (measured memory, runtime) are refused
     with a one-line error when their predicted peak exceeds ``max_memory`` bytes (default: the memory
     available on ``device``). Everything runs as inference: the modules' ``training`` flags are cleared
     for the measurement and restored after (no BatchNorm statistics move), hooks are removed; real passes

@@ -17,7 +17,7 @@ __all__ = ["COUNT_QUANTITIES", "QUANTITIES", "Quantity", "definitions"]
 @dataclass(frozen=True)
 class Quantity:
     name: str
-    group: str  # what computes it: params, trace (one fvcore trace), predicted, measured, runtime, usage
+    group: str  # what computes it: params, trace (one shape-only pass), predicted, measured, runtime, usage
     unit: str  # "" (a count), "B" (bytes), "ms"
     definition: str
     analysis: str | None = None  # the ModelTrace.analysis name, for trace quantities
