@@ -27,13 +27,9 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
             image.load()
             mode = image.mode
             if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-                raise MemsrInputError(
-                    path, f"image has an alpha channel (mode {mode}); SR test images are RGB"
-                )
+                raise MemsrInputError(path, f"image has an alpha channel (mode {mode}); SR test images are RGB")
             if mode in ("I;16", "I;16B", "I;16L", "I", "F") or mode.startswith("I;"):
-                raise MemsrInputError(
-                    path, f"image is not 8-bit (mode {mode}); convert it to 8-bit RGB first"
-                )
+                raise MemsrInputError(path, f"image is not 8-bit (mode {mode}); convert it to 8-bit RGB first")
             if mode == "1":
                 raise MemsrInputError(path, "image is 1-bit black and white; SR test images are 8-bit")
             if mode == "L":

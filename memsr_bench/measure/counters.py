@@ -2,14 +2,14 @@
 
 One pass per model and input: :func:`trace_model` runs the model once on *fake* tensors
 (``FakeTensorMode``: no kernel runs and no activation memory is allocated, so any input size is
-cheap) and looks at every operator call: every aten operator the dispatcher sees, and the few calls
-counted whole at the model's code (:data:`~memsr_bench.measure.op_costs.WHOLE_CALLS`). Each call's
-cost comes from the formula table of :mod:`memsr_bench.measure.op_costs` and is attributed to the
-innermost module running (forward hooks, fvcore's canonical module names), and every analysis
-below is read from that one pass. Each is an analysis object in the style of fvcore's
-``FlopCountAnalysis``: ``.total()``, ``.by_operator()``, ``.by_module()``,
-``.by_module_and_operator()``, ``.unsupported_ops()``, plus ``.convention``, a one-line
-description of what is counted.
+cheap) under ``torch.inference_mode()``, where a dispatch mode sees every aten operator as the
+model's code calls it (composite ones such as ``conv2d`` or ``linear`` undecomposed: the operators
+fvcore's JIT trace records). Each call's cost comes from the formula table of
+:mod:`memsr_bench.measure.op_costs` and is attributed to the innermost module running (forward
+hooks, fvcore's canonical module names), and every analysis below is read from that one pass. Each
+is an analysis object in the style of fvcore's ``FlopCountAnalysis``: ``.total()``,
+``.by_operator()``, ``.by_module()``, ``.by_module_and_operator()``, ``.unsupported_ops()``, plus
+``.convention``, a one-line description of what is counted.
 
 Analyses (``ModelTrace.analysis(name)``, :data:`ANALYSES`):
 
@@ -28,7 +28,7 @@ Analyses (``ModelTrace.analysis(name)``, :data:`ANALYSES`):
 * ``thop_0031`` -- ``thop.profile`` 0.0.31 (the version MemSR's requirements name): hooks on
   exact module types (:data:`THOP_0031`).
 
-Counting leaves the model as it was: it runs in eval mode under ``torch.no_grad()`` with
+Counting leaves the model as it was: it runs in eval mode under ``torch.inference_mode()`` with
 every module's ``training`` flag restored afterwards, adds no buffers or attributes, and removes
 every hook it registered even when the pass fails. Parameters are counted on the model itself.
 A model whose forward reads tensor *values* (``x.item()``, data-dependent shapes) cannot be
@@ -43,21 +43,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from memsr_bench.errors import MemsrInputError
-from memsr_bench.measure.op_costs import IGNORED_OPS, OP_FORMULAS, QUANTITIES, WHOLE_CALLS, OpCall, bind_call
+from memsr_bench.measure.op_costs import IGNORED_OPS, OP_FORMULAS, QUANTITIES, OpCall, bind_call
 
 __all__ = [
     "ANALYSES",
     "CountAnalysis",
+    "CountingPass",
     "HookRule",
     "ModelTrace",
     "ModuleConvention",
@@ -299,13 +299,34 @@ def _ancestors(name: str) -> list[str]:
 # ----------------------------------------------------------------------------- the pass
 
 
-class _Recorder:
-    """Costs of the operator calls of one fake pass, by the module they run directly in."""
+class CountingPass:
+    """Records the operator costs of a fake forward pass run inside it (a context manager).
+
+    :func:`trace_model` runs one; :func:`memsr_bench.measure.profile.profile` enters one inside the
+    memory prediction's fake pass, so that counts and the predicted peak come from a single pass.
+    """
 
     def __init__(self, model: nn.Module):
-        self.modules = _module_stack(model)
+        from memsr_bench.measure.fake_pass import ModuleStack
+
+        self.model = model
+        self.modules = ModuleStack(model, unknown="caller")
         self.direct: dict[str, Counter[str]] = {}
-        self.whole_depth = 0  # > 0 inside a call counted whole: its inner operators are not counted
+        self._stack: ExitStack | None = None
+
+    def __enter__(self) -> CountingPass:
+        self._stack = ExitStack()
+        self._stack.enter_context(self.modules)
+        self._stack.enter_context(_DispatchedOps(self))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._stack is not None
+        self._stack.close()
+
+    def trace(self, input_shape: Sequence[int]) -> ModelTrace:
+        """The analyses of what was recorded, for a pass on an input of ``input_shape``."""
+        return ModelTrace(self.model, input_shape, self.direct)
 
     def record(self, kind: str, args: dict, outputs) -> None:
         formula = OP_FORMULAS.get(kind)
@@ -327,49 +348,20 @@ class _Recorder:
                 counts[f"{quantity}{_SEP}{label}"] += value
 
 
-class _WholeCalls(TorchFunctionMode):
-    """Counts the calls of :data:`WHOLE_CALLS` as the model's code makes them."""
-
-    def __init__(self, recorder: _Recorder):
-        super().__init__()
-        self.recorder = recorder
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        whole = WHOLE_CALLS.get(func) if self.recorder.whole_depth == 0 else None
-        if whole is None:
-            return func(*args, **kwargs)
-        self.recorder.whole_depth += 1
-        try:
-            out = func(*args, **kwargs)
-        finally:
-            self.recorder.whole_depth -= 1
-        kind, bind = whole
-        self.recorder.record(kind, bind(args, kwargs), out)
-        return out
-
-
 class _DispatchedOps(TorchDispatchMode):
-    """Counts every aten operator the dispatcher runs (outside the calls counted whole)."""
+    """Counts every aten operator the model calls (under inference mode: composite ones undecomposed)."""
 
-    def __init__(self, recorder: _Recorder):
+    def __init__(self, recorder: CountingPass):
         super().__init__()
         self.recorder = recorder
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.recorder.whole_depth == 0:
-            kind = func._schema.name
-            if kind not in IGNORED_OPS:
-                self.recorder.record(kind, bind_call(func, args, kwargs), out)
+        kind = func._schema.name
+        if kind not in IGNORED_OPS:
+            self.recorder.record(kind, bind_call(func, args, kwargs), out)
         return out
-
-
-def _module_stack(model: nn.Module):
-    from memsr_bench.measure.fake_pass import ModuleStack
-
-    return ModuleStack(model, unknown="caller")
 
 
 class ModelTrace:
@@ -475,34 +467,19 @@ def normalise_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-_DATA_DEPENDENT = (
-    torch._subclasses.fake_tensor.DataDependentOutputException,
-    torch._subclasses.fake_tensor.DynamicOutputShapeException,
-)
-
-
 def trace_model(model: nn.Module, input_shape: Sequence[int]) -> ModelTrace:
     """Count ``model`` on an input of ``input_shape`` (``(C,H,W)`` or ``(N,C,H,W)``), on shapes only.
 
     The pass runs on fake tensors of the model's device and dtype; the counts depend on neither.
     """
-    from memsr_bench.measure.fake_pass import fake_input
+    from memsr_bench.measure.fake_pass import fake_forward
 
     shape = normalise_input_shape(input_shape)
     dtype = next((t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), torch.float32)
-    recorder = _Recorder(model)
+    counting = CountingPass(model)
     with untouched(model):
-        fake_mode, x = fake_input(model, shape, dtype)
-        try:
-            with fake_mode, recorder.modules, _DispatchedOps(recorder), _WholeCalls(recorder):
-                model(x)
-        except _DATA_DEPENDENT as err:
-            raise MemsrInputError(
-                "model",
-                f"{type(model).__name__} reads tensor values in its forward ({type(err).__name__}); "
-                "counting runs on shapes only",
-            ) from err
-    return ModelTrace(model, shape, recorder.direct)
+        fake_forward(model, shape, dtype, [counting])
+    return counting.trace(shape)
 
 
 # ----------------------------------------------------------------------------- parameters

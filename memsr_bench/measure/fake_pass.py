@@ -9,13 +9,20 @@ cheap. The real weights are wrapped by the mode, never copied.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, ExitStack
+from typing import Any
 
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
-__all__ = ["ModuleStack", "fake_input"]
+__all__ = ["ModuleStack", "fake_forward", "fake_input"]
+
+_DATA_DEPENDENT = (
+    torch._subclasses.fake_tensor.DataDependentOutputException,
+    torch._subclasses.fake_tensor.DynamicOutputShapeException,
+)
 
 
 class ModuleStack:
@@ -63,3 +70,35 @@ def fake_input(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype)
     with mode:
         x = torch.empty(tuple(int(s) for s in input_shape), dtype=dtype, device=device)
     return mode, x
+
+
+def fake_forward(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    dtype: torch.dtype,
+    observers: Sequence[AbstractContextManager],
+    on_input: Any = None,
+) -> Any:
+    """``model(x)`` under inference mode on a fake ``x``, inside every context of ``observers``.
+
+    ``on_input(x)`` is called with the fake input before the pass. A model that reads tensor values
+    (``x.item()``, data-dependent shapes) cannot run on shapes only: one-line error.
+    """
+    from memsr_bench.errors import MemsrInputError
+
+    with torch.inference_mode():
+        mode, x = fake_input(model, input_shape, dtype)
+        if on_input is not None:
+            on_input(x)
+        try:
+            with ExitStack() as stack:
+                stack.enter_context(mode)
+                for observer in observers:
+                    stack.enter_context(observer)
+                return model(x)
+        except _DATA_DEPENDENT as err:
+            raise MemsrInputError(
+                "model",
+                f"{type(model).__name__} reads tensor values in its forward ({type(err).__name__}); "
+                "counts and the predicted peak run on shapes only",
+            ) from err

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +37,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from memsr_bench.measure.counters import input_channels
-from memsr_bench.measure.fake_pass import ModuleStack, fake_input
+from memsr_bench.measure.fake_pass import ModuleStack, fake_forward
 from memsr_bench.measure.memory import LiveStorageMode, model_tensors
 
 __all__ = [
@@ -93,7 +94,9 @@ class _Graph:
     output_bytes: int
 
 
-def _trace(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> _Graph:
+def _trace(
+    model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype, observers: Sequence[AbstractContextManager] = ()
+) -> _Graph:
     names: list[str] = []
     inputs: list[list[int]] = []
     outputs: list[list[int]] = []
@@ -109,16 +112,18 @@ def _trace(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> 
         eager_live.append(mode.live)
 
     mode = LiveStorageMode(on_op=on_op)
-    weights = model_tensors(model)
-    with torch.inference_mode():
-        fake_mode, x = fake_input(model, input_shape, dtype)
-        weight_ids = mode.track(weights)
-        input_ids = mode.track([x])
-        start_live = mode.live
-        with fake_mode, modules, mode:
-            out = model(x)
-        out_ids = set(mode.track(t for t in tree_leaves(out) if isinstance(t, torch.Tensor)))
-        del out, x
+    weight_ids = mode.track(model_tensors(model))
+    input_ids: list[int] = []
+    start: list[int] = []
+
+    def on_input(x):
+        input_ids.extend(mode.track([x]))
+        start.append(mode.live)
+
+    out = fake_forward(model, input_shape, dtype, [modules, mode, *observers], on_input=on_input)
+    out_ids = set(mode.track(t for t in tree_leaves(out) if isinstance(t, torch.Tensor)))
+    del out
+    start_live = start[0]
     return _Graph(
         names=names,
         inputs=inputs,
@@ -165,15 +170,17 @@ def predict_peak_memory(
     input_shape: Sequence[int],
     dtype: torch.dtype = torch.float32,
     lifetimes: str = "eager",
+    observers: Sequence[AbstractContextManager] = (),
 ) -> MemoryPrediction:
     """Predict the peak live tensor storage of ``model`` on an input of ``input_shape`` (N, C, H, W).
 
     Nothing is allocated and no kernel runs (fake tensors), so any input size is cheap. See the
-    module docstring for the two ``lifetimes`` policies.
+    module docstring for the two ``lifetimes`` policies. ``observers`` are entered around the same
+    fake pass (e.g. a :class:`~memsr_bench.measure.counters.CountingPass`, to count in it too).
     """
     if lifetimes not in LIFETIMES:
         raise ValueError(f"lifetimes must be one of {LIFETIMES}, not {lifetimes!r}")
-    g = _trace(model, input_shape, dtype)
+    g = _trace(model, input_shape, dtype, observers)
     timelines = {"eager": g.eager_live, "last_use": _last_use_live(g)}
     peaks = {k: max([g.start_live, *v]) for k, v in timelines.items()}
     live = timelines[lifetimes]

@@ -173,14 +173,17 @@ def _random_input(shape: Sequence[int], dtype: torch.dtype, input_range: float) 
 def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memory, values, details) -> None:
     """Fill ``values`` and ``details`` with what the ``groups`` of ``quantities`` need; passes on real tensors
     at ``shape`` (measured memory, runtime) are refused first if they would not fit."""
-    from memsr_bench.measure.counters import count_params, trace_model
+    from memsr_bench.measure.counters import CountingPass, count_params, trace_model
 
     real = groups & {"measured", "runtime"}
+    trace = None
     if "predicted" in groups or real:
         from memsr_bench.measure.guard import ensure_fits
         from memsr_bench.measure.memory_model import predict_peak_memory
 
-        prediction = predict_peak_memory(model, shape, dtype=dtype)  # fake tensors: nothing allocated
+        counting = CountingPass(model) if "trace" in groups else None  # counted in the same fake pass
+        prediction = predict_peak_memory(model, shape, dtype=dtype, observers=[counting] if counting else [])
+        trace = counting.trace(shape) if counting else None
         if "predicted" in groups:
             values["peak_memory_bytes_predicted"] = prediction.eager_peak_bytes
             values["peak_memory_bytes_predicted_last_use"] = prediction.last_use_peak_bytes
@@ -193,7 +196,7 @@ def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memor
         counts = count_params(model)
         values.update(params=counts.params, trainable_params=counts.trainable_params, buffers=counts.buffers)
     if "trace" in groups:
-        trace = trace_model(model, shape)
+        trace = trace or trace_model(model, shape)
         for q in quantities:
             if QUANTITIES[q].group == "trace":
                 values[q] = trace.analysis(QUANTITIES[q].analysis).total()

@@ -9,6 +9,7 @@ separately. Two modules with equal fingerprints compute the same function of the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 
@@ -19,6 +20,7 @@ __all__ = ["architecture_fingerprint"]
 _LENGTH = 16  # hex digits kept: 64 bits, plenty to tell the versions of one model apart
 
 
+@functools.cache  # a class object's source is read once per process (a reloaded user file is a new class)
 def _class_source(cls: type) -> str:
     if cls.__module__.startswith("torch."):
         return ""  # PyTorch's own classes: the torch version is part of every key

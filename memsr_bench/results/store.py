@@ -266,9 +266,7 @@ class ResultsStore:
 
     def _connect(self) -> None:
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
             raise self._error(f"cannot open results database ({err})") from None
         try:
@@ -421,9 +419,7 @@ class ResultsStore:
         it will be read back (values after a JSON round trip).
         """
         if not isinstance(values, Mapping):
-            raise MemsrInputError(
-                "values", f"expected a mapping of measured values, got {type(values).__name__}"
-            )
+            raise MemsrInputError("values", f"expected a mapping of measured values, got {type(values).__name__}")
         try:
             text = json.dumps(values, sort_keys=True, ensure_ascii=False, default=_json_default)
         except (TypeError, ValueError) as err:
