@@ -139,14 +139,14 @@ def test_report_writes_tables_without_data(tmp_path: Path, capsys, monkeypatch):
     import memsr_bench.reporting.report as report
     import memsr_bench.results.cells as cells
 
-    monkeypatch.setattr(report, "_light_models", lambda spec: (["fsrcnn", "fmen-s-deploy"], ["Skipped edsr: heavy."]))
+    monkeypatch.setattr(report, "_zoo_models", lambda spec: ["fsrcnn", "fmen-s-deploy"])
     monkeypatch.setenv("MEMSR_SHARED", str(tmp_path / "no-shared"))
     store = tmp_path / "store.sqlite"
     argv = ["report", "--out", str(tmp_path / "reports"), "--store", str(store), "--presets", "ntire2022"]
     assert main(argv) == 0
     table = (tmp_path / "reports" / "efficiency" / "ntire2022.md").read_text()
     assert "| fmen-s-deploy | 4 | 256x256 | 341.1 |" in table and "22.28" in table
-    assert "no published tables found" in table and "Skipped edsr: heavy." in table
+    assert "no published tables found" in table
     assert "FLOPs [ntire2022_flops] (G)" in table
     assert (tmp_path / "reports" / "README.md").is_file() and (tmp_path / "reports" / "zoo.md").is_file()
     # without data: the memory timelines, peak vs size and the compute-memory trade-off still exist
@@ -155,14 +155,21 @@ def test_report_writes_tables_without_data(tmp_path: Path, capsys, monkeypatch):
     assert any(name.startswith("timeline_") for name in figures)
     capsys.readouterr()
     monkeypatch.setattr(cells, "profile", lambda *a, **k: pytest.fail("cached cell recomputed"))
-    assert main(argv) == 0
+    figure = tmp_path / "reports" / "figures" / "macs_vs_memory_x4.png"
+    drawn = figure.stat().st_mtime_ns
+    assert main(argv) == 0  # nothing changed: up to date, nothing redrawn
+    assert "is up to date" in capsys.readouterr().out and figure.stat().st_mtime_ns == drawn
+    (tmp_path / "reports" / "efficiency" / "ntire2022.md").write_text("edited by hand")
+    assert main(argv) == 0  # an output changed: rebuilt, every cell read from the store
+    assert "is up to date" not in capsys.readouterr().out
     assert (tmp_path / "reports" / "efficiency" / "ntire2022.md").read_text() == table
+    assert main([*argv, "--presets", "ntire2022", "ntire2024"]) == 0  # other options: rebuilt (new cells allowed)
 
 
 def test_report_adds_the_users_models(tmp_path: Path, capsys, monkeypatch):
     import memsr_bench.reporting.report as report
 
-    monkeypatch.setattr(report, "_light_models", lambda spec: (["fsrcnn"], []))
+    monkeypatch.setattr(report, "_zoo_models", lambda spec: ["fsrcnn"])
     monkeypatch.setattr(report, "TIMELINE_MODELS", ())
     monkeypatch.setattr(report, "SIZE_MODELS", ("fsrcnn",))
     monkeypatch.setenv("MEMSR_SHARED", str(tmp_path / "no-shared"))

@@ -205,7 +205,7 @@ def test_timeline_annotates_peak(tmp_path: Path):
 def test_report_figures_skip_without_quality_then_draw(tiny, data_root, reference, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(report, "TIMELINE_MODELS", ("fsrcnn",))
     monkeypatch.setattr(report, "SIZE_MODELS", ("fsrcnn", "fmen-s-deploy"))
-    monkeypatch.setattr(report, "_light_models", lambda spec: (["fsrcnn", "fmen-s-deploy"], []))
+    monkeypatch.setattr(report, "_zoo_models", lambda spec: ["fsrcnn", "fmen-s-deploy"])
     monkeypatch.setattr(figures, "hd_sizes", lambda scale: [(8, 8), (12, 16)])
     store = ResultsStore(tmp_path / "s.sqlite")
     messages: list[str] = []

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -312,6 +313,7 @@ class CountingPass:
         self.model = model
         self.modules = ModuleStack(model, unknown="caller")
         self.direct: dict[str, Counter[str]] = {}
+        self.storages_read: set[int] = set()  # of the real tensors (weights) the operators read
         self._stack: ExitStack | None = None
 
     def __enter__(self) -> CountingPass:
@@ -326,7 +328,13 @@ class CountingPass:
 
     def trace(self, input_shape: Sequence[int]) -> ModelTrace:
         """The analyses of what was recorded, for a pass on an input of ``input_shape``."""
-        return ModelTrace(self.model, input_shape, self.direct)
+        used = sum(p.numel() for p in self.model.parameters() if p.untyped_storage().data_ptr() in self.storages_read)
+        return ModelTrace(self.model, input_shape, self.direct, params_used=used)
+
+    def read(self, args) -> None:
+        for arg in args:
+            if isinstance(arg, torch.Tensor) and not isinstance(arg, FakeTensor):
+                self.storages_read.add(arg.untyped_storage().data_ptr())
 
     def record(self, kind: str, args: dict, outputs) -> None:
         formula = OP_FORMULAS.get(kind)
@@ -358,6 +366,7 @@ class _DispatchedOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        self.recorder.read(tree_leaves((args, kwargs)))
         kind = func._schema.name
         if kind not in IGNORED_OPS:
             self.recorder.record(kind, bind_call(func, args, kwargs), out)
@@ -367,9 +376,10 @@ class _DispatchedOps(TorchDispatchMode):
 class ModelTrace:
     """One shape-only pass of ``model(input)``; every quantity is an analysis over it."""
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int], direct: dict[str, Counter[str]]):
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], direct: dict[str, Counter[str]], params_used: int):
         self.model = model
         self.input_shape = tuple(int(s) for s in input_shape)
+        self.params_used = params_used  # parameters the operators read (training-only branches are not)
         self._modules = dict(model.named_modules())  # first-occurrence names = fvcore's canonical names
         self._direct = {name: Counter(direct.get(name, Counter())) for name in self._modules}
         self._counts: dict[str, Counter[str]] = {name: Counter() for name in self._modules}

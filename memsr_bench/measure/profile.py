@@ -6,7 +6,7 @@ Only what the requested quantities need runs (:mod:`memsr_bench.measure.quantiti
 - ``params`` group: reads the parameters;
 - ``trace`` group: one shape-only pass on fake tensors, every counter read from it (any size is cheap);
 - ``predicted`` group: one pass on fake tensors (no memory allocated, any size is cheap);
-- ``usage`` group: one small real pass (LR 64x64) recording which parameters the forward reads;
+- ``usage`` group: which parameters the operators of the shape-only pass read;
 - ``measured`` group: one real pass measuring peak memory;
 - ``runtime`` group: warm-up and timed real passes.
 """
@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.counters import input_channels, untouched
@@ -28,8 +27,6 @@ from memsr_bench.measure.presets import Preset, get_preset
 from memsr_bench.measure.quantities import COUNT_QUANTITIES, QUANTITIES
 
 __all__ = ["Profile", "RuntimeOptions", "input_channels", "model_dtype", "model_input_shape", "profile"]
-
-USAGE_PROBE_SIZE = (64, 64)  # LR size of the pass that finds unused parameters
 
 
 @dataclass(frozen=True)
@@ -139,32 +136,6 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-class _StorageReads(TorchDispatchMode):
-    """Records the storages of every tensor an op reads."""
-
-    def __init__(self):
-        super().__init__()
-        self.read: set[int] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        for arg in torch.utils._pytree.tree_leaves((args, kwargs or {})):
-            if isinstance(arg, torch.Tensor):
-                try:
-                    self.read.add(arg.untyped_storage().data_ptr())
-                except (RuntimeError, NotImplementedError):
-                    pass
-        return func(*args, **(kwargs or {}))
-
-
-def _params_used(model: nn.Module, channels: int, dtype: torch.dtype) -> int:
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    x = torch.rand((1, channels, *USAGE_PROBE_SIZE), generator=torch.Generator().manual_seed(0)).to(device, dtype)
-    reads = _StorageReads()
-    with torch.inference_mode(), reads:
-        model(x)
-    return sum(p.numel() for p in model.parameters() if p.untyped_storage().data_ptr() in reads.read)
-
-
 def _random_input(shape: Sequence[int], dtype: torch.dtype, input_range: float) -> torch.Tensor:
     x = torch.rand(tuple(shape), generator=torch.Generator().manual_seed(0)) * input_range
     return x.to(dtype)
@@ -173,17 +144,17 @@ def _random_input(shape: Sequence[int], dtype: torch.dtype, input_range: float) 
 def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memory, values, details) -> None:
     """Fill ``values`` and ``details`` with what the ``groups`` of ``quantities`` need; passes on real tensors
     at ``shape`` (measured memory, runtime) are refused first if they would not fit."""
-    from memsr_bench.measure.counters import CountingPass, count_params, trace_model
+    from memsr_bench.measure.counters import CountingPass, count_params
+    from memsr_bench.measure.fake_pass import fake_forward
 
     real = groups & {"measured", "runtime"}
-    trace = None
+    counting = CountingPass(model) if groups & {"trace", "usage"} else None
     if "predicted" in groups or real:
         from memsr_bench.measure.guard import ensure_fits
         from memsr_bench.measure.memory_model import predict_peak_memory
 
-        counting = CountingPass(model) if "trace" in groups else None  # counted in the same fake pass
+        # one fake pass: nothing allocated; the counters observe the same pass
         prediction = predict_peak_memory(model, shape, dtype=dtype, observers=[counting] if counting else [])
-        trace = counting.trace(shape) if counting else None
         if "predicted" in groups:
             values["peak_memory_bytes_predicted"] = prediction.eager_peak_bytes
             values["peak_memory_bytes_predicted_last_use"] = prediction.last_use_peak_bytes
@@ -191,18 +162,21 @@ def _measure(model, shape, dtype, quantities, groups, device, runtime, max_memor
         if real:
             hint = "use a smaller input, or --counts-only for counts and predicted memory"
             ensure_fits(model, shape, device, max_memory, "a real forward pass", prediction.eager_peak_bytes, hint)
+    elif counting is not None:
+        fake_forward(model, shape, dtype, [counting])
 
     if "params" in groups:
         counts = count_params(model)
         values.update(params=counts.params, trainable_params=counts.trainable_params, buffers=counts.buffers)
-    if "trace" in groups:
-        trace = trace or trace_model(model, shape)
+    if counting is not None:
+        trace = counting.trace(shape)
         for q in quantities:
             if QUANTITIES[q].group == "trace":
                 values[q] = trace.analysis(QUANTITIES[q].analysis).total()
-        details["unsupported_ops"] = dict(trace.unsupported_ops())
-    if "usage" in groups:
-        values["params_used"] = _params_used(model, shape[1], dtype)
+        if "trace" in groups:
+            details["unsupported_ops"] = dict(trace.unsupported_ops())
+        if "usage" in groups:
+            values["params_used"] = trace.params_used
     spec = getattr(model, "zoo_spec", None)
     input_range = float(getattr(spec, "input_range", 1.0))
     if "measured" in groups:

@@ -37,10 +37,11 @@ class ModelChoice:
 
 
 def choose_models(
-    choice: ModelChoice, scales: Sequence[int], log: Callable[[str], None] = print
+    choice: ModelChoice, scales: Sequence[int], log: Callable[[str], None] = print, cache: dict | None = None
 ) -> tuple[list, set[str]]:
     """``LoadedModel`` for each reference x scale of ``scales`` it supports (random weights: counts
-    and timings do not depend on them), and the names of the highlighted ones (which must be shown)."""
+    and timings do not depend on them), and the names of the highlighted ones (which must be shown).
+    ``cache``: zoo models already built by an earlier call (``{(name, scale): LoadedModel}``), reused."""
     import zoo
     from memsr_bench.model import load_model, resolve_model
 
@@ -60,9 +61,15 @@ def choose_models(
         if ref in choice.highlight:
             highlighted.add(entry.name)
         for scale in usable:
-            loaded.append(
-                load_model(entry, scale, config=dict(choice.config) if user else None, deploy=choice.deploy and user)
+            if not user and cache is not None and (ref, scale) in cache:
+                loaded.append(cache[ref, scale])
+                continue
+            model = load_model(
+                entry, scale, config=dict(choice.config) if user else None, deploy=choice.deploy and user
             )
+            if not user and cache is not None:
+                cache[ref, scale] = model
+            loaded.append(model)
     return loaded, highlighted
 
 

@@ -6,7 +6,6 @@ nothing and a rerun with everything cached only reads the store.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,9 +31,6 @@ EFFICIENCY_TABLES: dict[str, TableSpec] = {
     )
     for name, preset in PRESETS.items()
 }
-# A forward pass to count above this many MACs (params x LR pixels, an estimate) takes minutes on a 2-core
-# CPU; the default report lists such cells as skipped. `memsr-bench profile` counts them one at a time.
-MAX_COUNT_MACS_ESTIMATE = 2e12
 TIMELINE_MODELS = ("fmen-s-deploy", "imdn-ntire2022")
 SIZE_MODELS = ("fsrcnn", "fmen-s-deploy", "rlfn-ntire", "e-rfdn", "imdn-ntire2022", "carn-m", "edsr-baseline")
 TRAINING_FORMS = ("fmen", "fmen-s", "plain")  # left out of the trade-off figure: deploy() merges them
@@ -77,34 +73,11 @@ def _zoo_section(out: Path) -> list[str]:
     return ["- [zoo.md](zoo.md): models, scales, parameter counts, checkpoints"]
 
 
-@functools.cache
-def _param_count(name: str, scale: int) -> int:
-    """A zoo model's parameter count (built once per report, not once per preset)."""
+def _zoo_models(spec: TableSpec) -> list[str]:
+    """Zoo models with at least one of the table's scales (counting is on shapes: every size is cheap)."""
     import zoo
 
-    return sum(p.numel() for p in zoo.create(name, scale=scale).parameters())
-
-
-def _light_models(spec: TableSpec) -> tuple[list[str], list[str]]:
-    """Zoo models whose counting at the preset's input takes seconds, and notes on the others."""
-    import zoo
-    from memsr_bench.measure.presets import get_preset
-
-    keep, notes = [], []
-    for name in zoo.names():
-        scales = [s for s in spec.scales if s in zoo.get_spec(name).scales]
-        if not scales:
-            continue
-        params = _param_count(name, scales[0])
-        h, w = get_preset(spec.efficiency_preset).lr_shape(scales[0])
-        if params * h * w > MAX_COUNT_MACS_ESTIMATE:
-            notes.append(
-                f"Skipped {name} ({spec.efficiency_preset}): about {params * h * w / 1e12:.0f} T MACs, too slow for "
-                "the default CPU report."
-            )
-        else:
-            keep.append(name)
-    return keep, notes
+    return [name for name in zoo.names() if any(s in zoo.get_spec(name).scales for s in spec.scales)]
 
 
 def _quality_section(
@@ -177,6 +150,7 @@ def write_report_figures(
     preset: str = "memsr",
     log: Callable[[str], None] = print,
     extra: ModelChoice | None = None,
+    model_cache: dict | None = None,
 ) -> list[Path]:
     """``out``/figures/*.png and *.svg: memory timelines, peak vs size and compute vs memory (no data needed;
     ``extra`` models added, starred), and the PSNR trade-offs when the store holds quality rows."""
@@ -207,8 +181,8 @@ def write_report_figures(
             loaded.module, hd_sizes(4), channels=input_channels(loaded.module)
         )
     written += save_figure(peak_vs_size_figure(fits, 4), figures / "peak_vs_input_size_x4")
-    zoo_refs = _light_models(EFFICIENCY_TABLES[preset])[0]
-    models, highlighted = choose_models(_with_extra(zoo_refs, extra), [4])
+    zoo_refs = _zoo_models(EFFICIENCY_TABLES[preset])
+    models, highlighted = choose_models(_with_extra(zoo_refs, extra), [4], cache=model_cache)
     points = efficiency_points([m for m in models if m.name not in TRAINING_FORMS], highlighted, store, preset)
     lr_h, lr_w = get_preset(preset).lr_shape(4)
     fig = psnr_figure(
@@ -277,22 +251,45 @@ def build_report(
     max_memory: int | None = None,
 ) -> Path:
     """Write everything under ``out`` and its index ``out/README.md``; returns the index. ``extra``: the
-    user's models, added (highlighted) to the efficiency tables and the compute-vs-memory figure."""
+    user's models, added (highlighted) to the efficiency tables and the compute-vs-memory figure.
+
+    A rerun whose inputs (code, options, store rows, published tables, data and weights folders) and
+    outputs are unchanged since the last run returns at once (:mod:`memsr_bench.reporting.manifest`);
+    ``force`` recomputes every cell. Runs with ``extra`` models (their files are outside the digest)
+    are always rebuilt.
+    """
+    from memsr_bench.reporting import manifest
+
+    options = {
+        "presets": list(presets),
+        "sets": list(sets),
+        "max_memory": max_memory,
+        "data_root": None if data_root is None else str(data_root.resolve()),
+        "weights": None if weights is None else str(weights.resolve()),
+    }
+
+    def digest() -> str:
+        return manifest.inputs_digest(store.content_digest(), options, reference_dir, data_root, weights)
+
+    incremental = extra is None and not force
+    if incremental and manifest.up_to_date(out, digest()):
+        log(f"{out} is up to date: nothing changed since the last report (its inputs and files); --force rebuilds")
+        return out / "README.md"
     out.mkdir(parents=True, exist_ok=True)
+    models: dict = {}  # zoo models built once for every table and figure
     sections: dict[str, list[str]] = {"Zoo": _zoo_section(out), "Efficiency (no data needed)": []}
     for preset in presets:
         spec = EFFICIENCY_TABLES[preset]
-        refs, skipped = _light_models(spec)
         table = build_table(
             spec,
             store,
-            models=_with_extra(refs, extra),
+            models=_with_extra(_zoo_models(spec), extra),
             reference_dir=reference_dir,
             force=force,
             log=log,
             max_memory=max_memory,
+            model_cache=models,
         )
-        table.notes += skipped
         for path in table.write(out / "efficiency" / preset, ("md", "csv")):
             log(f"wrote {path}")
         sections["Efficiency (no data needed)"].append(f"- [efficiency/{preset}.md](efficiency/{preset}.md)")
@@ -301,7 +298,10 @@ def build_report(
     else:
         log("skipped quality tables: give --data-root and --weights (e.g. ../shared/datasets, ../shared/weights)")
     figure_preset = "memsr" if "memsr" in presets else presets[0]
-    figures = write_report_figures(out, store, reference_dir, figure_preset, log, extra)
+    figures = write_report_figures(out, store, reference_dir, figure_preset, log, extra, models)
     sections["Figures"] = [f"![{p.stem}]({p.relative_to(out)})" for p in figures if p.suffix == ".png"]
     _existing_sections(out, sections)
-    return write_index(out, sections)
+    index = write_index(out, sections)
+    if incremental:
+        manifest.record(out, digest())
+    return index

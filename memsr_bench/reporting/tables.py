@@ -200,6 +200,7 @@ def build_table(
     force: bool = False,
     log: Callable[[str], None] = print,
     max_memory: int | None = None,
+    model_cache: dict | None = None,
 ) -> Table:
     """Build one preset (see the module docstring); every measured cell goes through ``store``.
 
@@ -213,7 +214,7 @@ def build_table(
     cuda = device.startswith("cuda")
     options = runtime or (CUDA_TIMING if cuda else CPU_TIMING)
     max_gmacs = max_gmacs if max_gmacs is not None or cuda else CPU_MAX_GMACS
-    loaded, highlighted = choose_models(models or ModelChoice(), spec.scales, log)
+    loaded, highlighted = choose_models(models or ModelChoice(), spec.scales, log, model_cache)
     frame, notes = efficiency_frame(
         loaded,
         spec.efficiency_preset,

@@ -41,6 +41,7 @@ Cells already stored are read back, not recomputed (unless ``force=True``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -355,6 +356,13 @@ class ResultsStore:
 
     def __len__(self) -> int:
         return self._read("SELECT COUNT(*) FROM results")[0][0]
+
+    def content_digest(self) -> str:
+        """sha256 of every stored row (key, values, time): changes whenever anything is put or deleted."""
+        digest = hashlib.sha256()
+        for record in self._read("SELECT key, values_json, measured_at FROM results ORDER BY key"):
+            digest.update("\x1f".join(map(str, record)).encode() + b"\x1e")
+        return digest.hexdigest()
 
     def _where(self, filters: Mapping[str, Any]) -> tuple[str, list[Any]]:
         clauses, params = [], []
