@@ -48,10 +48,10 @@ from dataclasses import dataclass
 import torch
 from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS as FVCORE_FLOP_HANDLES
 from fvcore.nn.jit_analysis import JitModelAnalysis
+from jit_oracle_op_handles import IGNORED_OPS, OP_FORMULAS, QUANTITIES, OpFormula
 from torch import nn
 
 from memsr_bench.errors import MemsrInputError
-from jit_oracle_op_handles import IGNORED_OPS, OP_FORMULAS, QUANTITIES, OpFormula
 
 __all__ = [
     "ANALYSES",
