@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import pickle
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -161,22 +160,10 @@ def find_checkpoint(spec: ModelSpec, scale: int, path: str | Path) -> tuple[Path
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """``torch.load`` (cpu, weights_only) + container unwrapping + prefix stripping; no key map."""
+    from memsr_bench.torch_files import load_weights_only
+
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # zip, pickle, EOF errors of every kind mean the same here
-        lines = str(err).strip().splitlines()
-        first = lines[0].strip() if lines else ""
-        if isinstance(err, pickle.UnpicklingError) and "weights only load failed" in first.lower():
-            raise CheckpointError(
-                path,
-                "checkpoint holds pickled Python objects that safe loading (weights_only=True) refuses; "
-                "save its state_dict() instead",
-            ) from None
-        detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
-        if len(detail) > 200:
-            detail = detail[:197] + "..."
-        raise CheckpointError(path, f"cannot read checkpoint (truncated or not a PyTorch file): {detail}") from None
+    obj = load_weights_only(path)
     return _strip_prefixes(_unwrap(obj, path))
 
 
@@ -277,6 +264,19 @@ def _check_fit(model: nn.Module, sd: dict[str, torch.Tensor], spec: ModelSpec, s
         )
 
 
+def _check_finite(sd: dict[str, torch.Tensor], path: Path) -> None:
+    """NaN or inf weights (a diverged training run) would give a silently meaningless PSNR."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in sd.items() if v.is_floating_point()}
+    bad = {k: n for k, n in bad.items() if n}
+    if bad:
+        key = next(iter(bad))
+        raise CheckpointError(
+            path,
+            f"{sum(bad.values()):,} non-finite weights (NaN or inf) in {len(bad)} tensor(s), first {key!r}: "
+            "a diverged training run? refusing to evaluate it",
+        )
+
+
 def load_checkpoint(model: nn.Module, spec: ModelSpec, scale: int, path: str | Path) -> LoadedWeights:
     """Load the checkpoint file (or the spec's public file in a weights directory) into ``model``,
     strictly, after :func:`find_checkpoint`; a one-line ``CheckpointError`` otherwise."""
@@ -288,6 +288,7 @@ def load_checkpoint(model: nn.Module, spec: ModelSpec, scale: int, path: str | P
         except Exception as err:
             raise CheckpointError(file, f"key map of {ckpt.filename} failed: {type(err).__name__}: {err}") from None
     _check_fit(model, sd, spec, scale, file)
+    _check_finite(sd, file)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as err:  # should not happen after _check_fit; keep the message on one line

@@ -58,6 +58,13 @@ class ModelUpscaler:
         if tuple(out.shape[-2:]) != expected:
             raise RuntimeError(f"{self.name} returned {tuple(out.shape[-2:])} for x{self.scale}, expected {expected}")
         out = out[0].float().cpu()
+        if not bool(torch.isfinite(out).all()):
+            from memsr_bench.errors import MemsrInputError
+
+            raise MemsrInputError(
+                self.name,
+                f"non-finite output (NaN or inf) for a {planes.shape[1]}x{planes.shape[2]} input: check its weights",
+            )
         if self.spec.input_range != 255.0:
             out = out * (255.0 / self.spec.input_range)
         return out

@@ -16,10 +16,17 @@ from memsr_bench.errors import MemsrInputError
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from memsr_bench.cli import convert, plot, profile, quality, report, table, zoo
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="memsr-bench",
         description="Benchmark and memory analysis for efficient single-image super-resolution. Every MODEL "
         "is a zoo name, path/to/file.py:factory, package.module:factory or an installed entry point.",
@@ -42,6 +49,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memsr-bench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `memsr-bench zoo --json | head`: the reader left; nothing more to say
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit does not raise a second BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

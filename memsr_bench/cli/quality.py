@@ -72,12 +72,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 "weights_sha256": upscaler.checkpoint,
                 "weights": args.weights,
                 "threads": result.conventions.get("threads"),
+                "device": args.device,
+                "versions": _versions(),
                 "model_description": getattr(upscaler, "description", None),
             }
         )
     else:
         _print_eval(result, upscaler)
     return 0
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import torch
+
+    import memsr_bench
+
+    return {"memsr_bench": memsr_bench.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def _sweep_table(args: argparse.Namespace):

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from memsr_bench.errors import MemsrInputError
+from memsr_bench.torch_files import load_weights_only
 from zoo.edsr import EDSR
 from zoo.plain import ConstChannelConv, PlainSR
 
@@ -143,12 +144,7 @@ def save_model_file(
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MemsrInputError(path, "model file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same input error
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise MemsrInputError(path, f"cannot read model file ({type(err).__name__}: {first})") from None
-    return obj
+    return load_weights_only(path, "model file")
 
 
 def is_memsr_file(path: str | Path) -> bool:
@@ -157,8 +153,8 @@ def is_memsr_file(path: str | Path) -> bool:
     if not path.is_file():
         return False
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001
+        obj = load_weights_only(path, "model file")
+    except MemsrInputError:
         return False
     return isinstance(obj, dict) and obj.get("format") in FORMATS
 

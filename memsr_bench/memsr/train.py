@@ -34,6 +34,7 @@ from memsr_bench.memsr.data import PatchSampler
 from memsr_bench.memsr.distill import BridgeDistillLoss, kd_weight
 from memsr_bench.memsr.modelio import TRAIN_FORMAT, save_model_file
 from memsr_bench.memsr.student_init import forward_features
+from memsr_bench.torch_files import load_weights_only
 from zoo.plain import PlainSR
 
 __all__ = [
@@ -218,6 +219,10 @@ def train(
     if ckpt_path.exists() and not resume:
         raise MemsrInputError(ckpt_path, "a checkpoint exists: pass --resume to continue it, or choose another --out")
 
+    if config.val_dir:  # checked now, not after the first epoch has trained
+        from memsr_bench.data.datasets import discover_test_set
+
+        discover_test_set(config.val_dir, config.scale)
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.deterministic = True
@@ -236,8 +241,8 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("format") != TRAIN_FORMAT:
+        state = load_weights_only(ckpt_path, "training state")
+        if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
             raise MemsrInputError(ckpt_path, "not a memsr-bench training checkpoint")
         _check_resume(state["config"], config, ckpt_path)
         model.load_state_dict(state["model"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +104,33 @@ def _signature(entry: ModelEntry) -> inspect.Signature | None:
         return None
 
 
+def _forwarded_parameters(entry: ModelEntry) -> dict[str, inspect.Parameter]:
+    """Parameters a ``**config`` factory forwards: those of the class its return annotation names."""
+    try:
+        cls = inspect.signature(entry.spec.build, eval_str=True).return_annotation
+    except (NameError, TypeError, ValueError, SyntaxError):
+        return {}
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        return {}
+    try:
+        return dict(inspect.signature(cls.__init__).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
 def _check_config(entry: ModelEntry, config: dict[str, Any]) -> None:
-    """Unknown keys and values of the wrong type (against the factory's defaults) name the key."""
+    """Unknown keys, values of the wrong type and negative counts (against the factory's defaults, or
+    those of the class a ``**config`` factory builds) name the key before anything is built."""
     signature = _signature(entry)
     if signature is None:
         return
-    params = signature.parameters
+    params = dict(signature.parameters)
     open_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if open_kwargs:
+        forwarded = {n: p for n, p in _forwarded_parameters(entry).items() if n not in ("self", "scale")}
+        params = {**forwarded, **{n: p for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}}
+        open_kwargs = not forwarded or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in forwarded.values())
+    own = set(signature.parameters)  # the factory's own defaults are shown; a class's may differ from the factory's
     accepted = [n for n, p in params.items() if n != "scale" and p.kind is not inspect.Parameter.VAR_KEYWORD]
     for key, value in config.items():
         if key == "scale":
@@ -123,16 +144,18 @@ def _check_config(entry: ModelEntry, config: dict[str, Any]) -> None:
         default = params[key].default
         if default is inspect.Parameter.empty or default is None:
             continue
+        like = f" like the default {default}" if key in own else ""
         if isinstance(default, bool) and not isinstance(value, bool):
-            raise MemsrInputError(f"--config {key}", f"expected True or False (default {default}), got {value!r}")
-        if (
-            isinstance(default, int)
-            and not isinstance(default, bool)
-            and (not isinstance(value, int) or isinstance(value, bool))
-        ):
-            raise MemsrInputError(f"--config {key}", f"expected an integer like the default {default}, got {value!r}")
+            raise MemsrInputError(f"--config {key}", f"expected True or False{like}, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise MemsrInputError(f"--config {key}", f"expected an integer{like}, got {value!r}")
+            if value < 0 <= default:
+                raise MemsrInputError(f"--config {key}", f"must be 0 or more, got {value}")
         if isinstance(default, float) and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
-            raise MemsrInputError(f"--config {key}", f"expected a number like the default {default}, got {value!r}")
+            raise MemsrInputError(f"--config {key}", f"expected a number{like}, got {value!r}")
+        if isinstance(default, float) and not math.isfinite(value):
+            raise MemsrInputError(f"--config {key}", f"expected a finite number, got {value!r}")
 
 
 def _build(entry: ModelEntry, scale: int, config: dict[str, Any]) -> nn.Module:
