@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a bad option (one line already printed): its exit code
+        return done.code if isinstance(done.code, int) else 2
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
