@@ -66,6 +66,8 @@ def evaluate_conventions(
     """
     if upscaler.scale != test_set.scale:
         raise ValueError(f"upscaler is x{upscaler.scale} but the test set is x{test_set.scale}")
+    for convention in conventions:  # a crop that leaves an image too small: refused before any image runs
+        test_set.check_crop(convention.crop_border)
     scores: list[list[ImageScore]] = [[] for _ in conventions]
     bar = tqdm(
         test_set.pairs,

@@ -13,6 +13,8 @@ The LR folder read for a border convention is ``LR_bicubic`` (symmetric) or ``LR
 
 from __future__ import annotations
 
+import glob
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,17 @@ from typing import Literal
 
 import numpy as np
 
-from memsr_bench.data.image_io import IMAGE_SUFFIXES, modcrop, read_image_rgb
+from memsr_bench.data.image_io import (
+    IMAGE_SUFFIXES,
+    inspect_image,
+    looks_like_image,
+    modcrop,
+    other_image_kind,
+    read_image_rgb,
+)
 from memsr_bench.data.matlab_resize import Border, imresize
 from memsr_bench.errors import MemsrInputError
+from memsr_bench.metrics import SSIM_WINDOW
 
 LRSource = Literal["auto", "folder", "generate"]
 LR_SOURCES: tuple[str, ...] = ("auto", "folder", "generate")
@@ -36,6 +46,7 @@ class ImagePair:
     name: str
     hr_path: Path
     lr_path: Path | None  # None: the LR input is generated from the HR image
+    hr_size: tuple[int, int] | None = None  # (H, W) of the HR file as discovered, before modcrop
 
 
 @dataclass(frozen=True)
@@ -79,23 +90,73 @@ class TestSet:
             )
         return lr, hr
 
+    def hr_size(self, pair: ImagePair) -> tuple[int, int]:
+        """``(H, W)`` of the HR file of ``pair`` (before modcrop), from discovery or its header."""
+        if pair.hr_size is not None:
+            return pair.hr_size
+        header = inspect_image(pair.hr_path)
+        return header.height, header.width
+
     def largest_lr_size(self) -> tuple[int, int]:
         """The largest LR input ``(H, W)`` of the set (by pixels), from the HR files' headers alone."""
-        from PIL import Image
-
-        sizes = []
-        for pair in self.pairs:
-            try:
-                with Image.open(pair.hr_path) as image:
-                    width, height = image.size
-            except OSError as err:
-                raise MemsrInputError(pair.hr_path, f"unreadable image ({err})") from None
-            sizes.append((height // self.scale, width // self.scale))
+        sizes = [(h // self.scale, w // self.scale) for h, w in map(self.hr_size, self.pairs)]
         return max(sizes, key=lambda hw: hw[0] * hw[1])
+
+    def check_crop(self, crop_border: int) -> None:
+        """Refuse, before any image is upscaled, a border crop that leaves an image too small to score.
+
+        PSNR/SSIM compare the modcropped HR image less ``crop_border`` pixels on every side, and
+        SSIM's 11x11 window needs at least 11x11 of it.
+        """
+        too_small = []
+        for pair in self.pairs:
+            height, width = self.hr_size(pair)
+            cropped = (height - height % self.scale, width - width % self.scale)
+            left = (cropped[0] - 2 * crop_border, cropped[1] - 2 * crop_border)
+            if min(left) < SSIM_WINDOW:
+                too_small.append((pair, height, width, left))
+        if too_small:
+            pair, height, width, left = too_small[0]
+            rest = f"{left[0]}x{left[1]}" if min(left) > 0 else "nothing"
+            others = len(too_small) - 1
+            more = f" (and {others} more image{'s' if others > 1 else ''} of {self.name})" if others else ""
+            raise MemsrInputError(
+                pair.hr_path,
+                f"image is {_size_text(height, width, self.scale)}; cropping {crop_border} px from each border "
+                f"(--crop) leaves {rest}, but PSNR/SSIM need at least {SSIM_WINDOW}x{SSIM_WINDOW} px "
+                f"(use a smaller --crop){more}",
+            )
+
+
+def _size_text(height: int, width: int, scale: int) -> str:
+    text = f"{height}x{width} px (height x width)"
+    if height % scale or width % scale:
+        text += f", {height - height % scale}x{width - width % scale} after modcrop to x{scale}"
+    return text
+
+
+def _refuse_other_images(folder: Path, files: list[Path], what: str) -> None:
+    """Image-looking files that cannot be used (other formats, broken links) are errors, not skipped."""
+    accepted = ", ".join(IMAGE_SUFFIXES)
+    bad = []
+    for p in files:
+        if p.is_symlink() and not p.exists():
+            if looks_like_image(p):
+                bad.append((p, f"broken symbolic link (its target {os.readlink(p)} does not exist)"))
+        elif p.is_file() and (kind := other_image_kind(p)) is not None:
+            problem = f"{kind} file in a {what} folder; only PNG and BMP images are read ({accepted})"
+            bad.append((p, f"{problem}: convert it losslessly to PNG or move it out of the folder"))
+    if bad:
+        path, problem = bad[0]
+        if len(bad) > 1:
+            problem += f" (and {len(bad) - 1} more such file{'s' if len(bad) > 2 else ''} in {folder})"
+        raise MemsrInputError(path, problem)
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    entries = sorted(folder.iterdir())
+    _refuse_other_images(folder, entries, "test-set")
+    return [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _lr_file(lr_folder: Path, stem: str, scale: int) -> Path | None:
@@ -104,7 +165,25 @@ def _lr_file(lr_folder: Path, stem: str, scale: int) -> Path | None:
             candidate = lr_folder / f"{name}{suffix}"
             if candidate.is_file():
                 return candidate
+        # an LR file of this name in another format, or a broken link, is an error (not "missing")
+        others = sorted(p for p in lr_folder.glob(f"{glob.escape(name)}.*") if p.stem == name)
+        _refuse_other_images(lr_folder, others, "LR")
     return None
+
+
+def _hr_size(path: Path, scale: int) -> tuple[int, int]:
+    """``(H, W)`` of a checked HR file, refused when too small to score at ``scale`` with any crop."""
+    header = inspect_image(path)
+    height, width = header.height, header.width
+    if height < scale or width < scale:
+        raise MemsrInputError(path, f"image is smaller than the scale x{scale} ({height}x{width} px, height x width)")
+    if min(height - height % scale, width - width % scale) < SSIM_WINDOW:
+        raise MemsrInputError(
+            path,
+            f"image is too small: {_size_text(height, width, scale)}, but PSNR/SSIM need at least "
+            f"{SSIM_WINDOW}x{SSIM_WINDOW} px after modcrop and border crop",
+        )
+    return height, width
 
 
 def discover_test_set(
@@ -116,7 +195,11 @@ def discover_test_set(
     """Find the HR images (and LR files) of the test set at ``path`` for ``scale``.
 
     Raises :class:`MemsrInputError` naming the folder or file for a missing folder, an empty set,
-    or LR files that are required (``lr_source="folder"``) but missing.
+    LR files that are required (``lr_source="folder"``) but missing, and, before any model runs,
+    for every file that could not be scored: image-looking files of other formats (JPEG, TIFF...)
+    or broken links beside the PNG/BMP files, files that :func:`inspect_image` refuses (damaged,
+    truncated pixel data, 16-bit, alpha, over PIL's pixel limit), and HR images too small to
+    score (under 11x11 after modcrop). Other files (README.txt...) are ignored.
     """
     path = Path(path)
     if lr_source not in LR_SOURCES:
@@ -143,7 +226,9 @@ def discover_test_set(
             lr_path = _lr_file(lr_folder, hr_path.stem, scale)
             if lr_path is None:
                 raise MemsrInputError(lr_folder / f"{hr_path.stem}x{scale}.png", "LR file not found for this HR image")
-        pairs.append(ImagePair(name=hr_path.stem, hr_path=hr_path, lr_path=lr_path))
+        pairs.append(ImagePair(name=hr_path.stem, hr_path=hr_path, lr_path=lr_path, hr_size=_hr_size(hr_path, scale)))
+        if lr_path is not None:
+            inspect_image(lr_path)  # format, truncation, bit depth: before any model runs
     return TestSet(
         name=path.name,
         scale=scale,
