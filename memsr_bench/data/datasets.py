@@ -153,9 +153,11 @@ def _refuse_other_images(folder: Path, files: list[Path], what: str) -> None:
         raise MemsrInputError(path, problem)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, what: str = "test-set") -> list[Path]:
+    """The PNG and BMP files of ``folder``, sorted; other image formats and broken links are errors,
+    other files (README.txt) are ignored. ``what`` names the folder's role in the message."""
     entries = sorted(folder.iterdir())
-    _refuse_other_images(folder, entries, "test-set")
+    _refuse_other_images(folder, entries, what)
     return [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
@@ -211,7 +213,7 @@ def discover_test_set(
     if not path.is_dir():
         raise MemsrInputError(path, "test-set folder not found")
     hr_folder = path / "HR" if (path / "HR").is_dir() else path
-    hr_files = _image_files(hr_folder)
+    hr_files = image_files(hr_folder)
     if not hr_files:
         raise MemsrInputError(hr_folder, "no PNG or BMP images found (empty test set)")
 

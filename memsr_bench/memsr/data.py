@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memsr_bench.data.image_io import IMAGE_SUFFIXES, modcrop, read_image_rgb
+from memsr_bench.data.datasets import image_files
+from memsr_bench.data.image_io import modcrop, read_image_rgb
 from memsr_bench.data.matlab_resize import imresize
 from memsr_bench.errors import MemsrInputError
 
@@ -30,10 +31,6 @@ class TrainingImage:
     hr: np.ndarray  # uint8 sh x sw x 3
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def load_training_images(hr_dir: str | Path, scale: int, min_lr_size: int = 1) -> tuple[list[TrainingImage], list[str]]:
     """All images of ``hr_dir`` (PNG/BMP) with their MATLAB-bicubic LR; returns (images, skipped names).
 
@@ -45,7 +42,7 @@ def load_training_images(hr_dir: str | Path, scale: int, min_lr_size: int = 1) -
         raise MemsrInputError(folder, "training image folder not found")
     if scale < 1:
         raise MemsrInputError("--scale", f"must be a positive integer, not {scale}")
-    files = _image_files(folder)
+    files = image_files(folder, "training")
     if not files:
         raise MemsrInputError(folder, "no PNG or BMP images found")
     images, skipped = [], []
