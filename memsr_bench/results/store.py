@@ -25,6 +25,21 @@ A file at the path that is not a memsr-bench results database (not SQLite, corru
 application's database) raises :class:`~memsr_bench.errors.MemsrInputError` naming the file; it is
 never modified.
 
+The database file alone is complete: every commit is followed by a (passive, never waiting)
+checkpoint that copies it from ``results.sqlite-wal`` into ``results.sqlite``, and closing the store
+checkpoints and empties the WAL. So copying just the ``.sqlite`` file, even while a sweep runs or
+after one was killed, copies every row (a row can be missing from it only while a concurrent reader
+holds an older snapshot; the next commit or the close copies it).
+
+Read-only stores: a store whose file, folder (where SQLite keeps ``-wal`` and ``-shm``) or file
+system is not writable (``os.access``), or one opened with ``read_only=True``, is opened read-only:
+its rows are never changed (and where it is not writable nothing at all is created). Reading
+(:meth:`~ResultsStore.get`, :meth:`~ResultsStore.rows`, :meth:`~ResultsStore.query`, :func:`cached`
+of stored cells) works; writing raises :class:`~memsr_bench.errors.MemsrInputError`
+``<file>: is read-only: cannot store results (<why>)`` when a write is actually attempted. A store
+that is not writable and has no ``-wal`` file beside it is read as an immutable file (SQLite's
+``immutable=1``: no lock, no side file; nobody may write it meanwhile).
+
 Resuming a sweep is :func:`cached` in the loop::
 
     from memsr_bench.measure.profile import profile
@@ -219,6 +234,15 @@ def _row(record: tuple) -> Row:
     return Row(key=key, values=json.loads(record[n]), measured_at=record[n + 1], elapsed_s=record[n + 2])
 
 
+def _error_code(err: sqlite3.Error) -> int:
+    return (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+
+
+def _is_read_only_error(err: sqlite3.Error) -> bool:
+    """SQLITE_READONLY and its extended codes (read-only file, folder, mount, -shm ...)."""
+    return _error_code(err) == sqlite3.SQLITE_READONLY or "readonly database" in str(err)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -231,31 +255,77 @@ class ResultsStore:
 
     ``path``: the file (created with its folders if missing); None: :func:`default_path`.
     ``timeout``: seconds a write waits for another process's write to finish.
+    ``read_only``: True opens the store read-only (its rows are never changed; a missing file is an
+    error; in a writable folder SQLite may leave its ``-wal``/``-shm`` files); None (default) opens it
+    read-only, creating and changing nothing, when the file, its folder, its ``-wal``/``-shm`` or its
+    file system is not writable for this process (``os.access``; root can write a 0444 file); False
+    skips that check. Either way a store SQLite refuses to write is opened read-only.
+    :attr:`read_only_reason` says why; writes then raise ``... is read-only: cannot store results``.
     Usable as a context manager (closes the connection); safe to share between threads.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 30.0):
+    def __init__(self, path: str | os.PathLike | None = None, timeout: float = 30.0, read_only: bool | None = None):
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.timeout = float(timeout)
+        self._auto_read_only = read_only is None
+        self.read_only_reason: str | None = "opened with read_only=True" if read_only else None
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._check_file()
         self._connect()
 
+    @property
+    def read_only(self) -> bool:
+        """True if this store was opened read-only (then :attr:`read_only_reason` says why)."""
+        return self.read_only_reason is not None
+
     # -- opening -------------------------------------------------------------------------------
     def _error(self, problem: str) -> MemsrInputError:
         return MemsrInputError(self.path, problem)
+
+    def _read_only_error(self, reason: str, what: str = "store") -> MemsrInputError:
+        return self._error(f"is read-only: cannot {what} results ({reason})")
+
+    def _side(self, suffix: str) -> Path:
+        return self.path.with_name(self.path.name + suffix)
+
+    def _not_writable(self) -> str | None:
+        """Why this process cannot write the (existing) store, or None if it can."""
+        try:
+            if os.statvfs(self.path).f_flag & os.ST_RDONLY:
+                return "it is on a read-only file system"
+        except (OSError, AttributeError):
+            pass
+        if not os.access(self.path, os.W_OK):
+            return "the file is not writable"
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return (
+                f"its folder {folder} is not writable, and SQLite keeps {self.path.name}-wal and "
+                f"{self.path.name}-shm there"
+            )
+        for suffix in ("-wal", "-shm"):
+            side = self._side(suffix)
+            if side.exists() and not os.access(side, os.W_OK):
+                return f"{side.name} is not writable"
+        return None
 
     def _check_file(self) -> None:
         """Refuse anything at the path that is not SQLite before SQLite opens (and could write) it."""
         if self.path.is_dir():
             raise self._error("is a directory, not a results database file")
         if not self.path.exists():
+            if self.read_only:
+                raise self._error("no results store here (opened read-only, so none is created)")
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise self._error(f"cannot create its folder ({err.strerror or err})") from None
+            if not os.access(self.path.parent, os.W_OK | os.X_OK):
+                raise self._error(
+                    f"no results store here, and none can be created: folder {self.path.parent} is not writable"
+                )
             return
         try:
             with self.path.open("rb") as fh:
@@ -264,56 +334,112 @@ class ResultsStore:
             raise self._error(f"cannot read file ({err.strerror or err})") from None
         if header and header != _SQLITE_HEADER:
             raise self._error("not an SQLite database (a memsr-bench results store); left untouched")
+        if self._auto_read_only:
+            self.read_only_reason = self._not_writable()
 
     def _connect(self) -> None:
+        if not self.read_only:
+            try:
+                self._conn = self._open(read_only=False)
+            except sqlite3.OperationalError as err:  # only SQLITE_READONLY errors come here
+                self.read_only_reason = f"SQLite cannot write it: {err}"  # e.g. root squash, odd mounts
+        if self.read_only:
+            self._conn = self._open(read_only=True)
+        self._pid = os.getpid()
+
+    def _open(self, read_only: bool) -> sqlite3.Connection:
+        """A checked connection; read-only errors of a read-write open are raised as they are."""
+        wal = self._side("-wal")
+        immutable = False
+        if read_only:
+            # Without a -wal file, mode=ro would create -wal and -shm beside the file: impossible in a
+            # read-only folder, and left behind unwritable (blocking later writers) beside a read-only
+            # file. Read such a store as the immutable file it is; with a -wal file, SQLite reads it.
+            immutable = not wal.exists() and self._not_writable() is not None
         try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            return self._open_checked(read_only, immutable)
+        except sqlite3.OperationalError as err:
+            cannot_open = _is_read_only_error(err) or _error_code(err) == sqlite3.SQLITE_CANTOPEN
+            if read_only and not immutable and cannot_open and (not wal.exists() or wal.stat().st_size == 0):
+                try:  # SQLite cannot create -wal/-shm here, and no WAL content can be missed
+                    return self._open_checked(read_only, True)
+                except sqlite3.OperationalError:
+                    pass
+            if read_only or not _is_read_only_error(err):
+                raise self._error(f"unreadable results database ({err}); left untouched") from None
+            raise
+
+    def _open_checked(self, read_only: bool, immutable: bool) -> sqlite3.Connection:
+        try:
+            if read_only:
+                uri = self.path.absolute().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+                conn = sqlite3.connect(
+                    uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
+            else:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError:
+            raise
         except sqlite3.Error as err:
             raise self._error(f"cannot open results database ({err})") from None
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if app_id != _APPLICATION_ID and (tables or app_id != 0):
-                listed = ", ".join(sorted(tables)) or "none"
-                raise self._error(
-                    f"an SQLite database of another application (tables: {listed}, application_id {app_id}),"
-                    " not a memsr-bench results store; left untouched"
-                )
-            if app_id == _APPLICATION_ID and version > _SCHEMA_VERSION:
-                raise self._error(
-                    f"results store schema v{version} is newer than this memsr-bench understands "
-                    f"(v{_SCHEMA_VERSION}); upgrade memsr-bench"
-                )
-            if tables:
-                check = conn.execute("PRAGMA quick_check").fetchall()
-                if check != [("ok",)]:
-                    detail = "; ".join(str(r[0]) for r in check[:3])
-                    raise self._error(f"corrupt results database ({detail}); left untouched")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            if app_id == _APPLICATION_ID and version == 1:
-                # v1 rows have no fingerprint: they stay (fingerprint '') and never match a new key.
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ALTER TABLE results ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            if app_id != _APPLICATION_ID:
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
-                conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
+            self._check_schema(conn, read_only)
         except MemsrInputError:
+            conn.close()
+            raise
+        except sqlite3.OperationalError:
             conn.close()
             raise
         except sqlite3.DatabaseError as err:
             conn.close()
             raise self._error(f"unreadable results database ({err}); left untouched") from None
-        self._conn = conn
-        self._pid = os.getpid()
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection, read_only: bool) -> None:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id != _APPLICATION_ID and (tables or app_id != 0):
+            listed = ", ".join(sorted(tables)) or "none"
+            raise self._error(
+                f"an SQLite database of another application (tables: {listed}, application_id {app_id}),"
+                " not a memsr-bench results store; left untouched"
+            )
+        if app_id == _APPLICATION_ID and version > _SCHEMA_VERSION:
+            raise self._error(
+                f"results store schema v{version} is newer than this memsr-bench understands "
+                f"(v{_SCHEMA_VERSION}); upgrade memsr-bench"
+            )
+        if tables:
+            check = conn.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                detail = "; ".join(str(r[0]) for r in check[:3])
+                raise self._error(f"corrupt results database ({detail}); left untouched")
+        conn.execute("PRAGMA synchronous = FULL")
+        if read_only:
+            # Nothing is written: an older or a new (empty) store is read through temporary objects.
+            if app_id == _APPLICATION_ID and version == 1:
+                conn.execute(
+                    "CREATE TEMP VIEW results AS SELECT rowid AS rowid, *, '' AS fingerprint FROM main.results"
+                )
+            elif app_id != _APPLICATION_ID:
+                conn.execute(_SCHEMA.split(";")[0].replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
+            return
+        conn.execute("PRAGMA journal_mode = WAL")
+        if app_id == _APPLICATION_ID and version == 1:
+            # v1 rows have no fingerprint: they stay (fingerprint '') and never match a new key.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ALTER TABLE results ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        if app_id != _APPLICATION_ID:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            conn.execute("COMMIT")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -323,9 +449,23 @@ class ResultsStore:
             self._connect()
         return self._conn
 
+    def _checkpoint(self, conn: sqlite3.Connection, mode: str) -> None:
+        """Copy the WAL's committed rows into the database file (best effort: they are committed)."""
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except sqlite3.DatabaseError:
+            pass  # the rows are safe in the WAL; the next checkpoint (or SQLite's) copies them
+
     def close(self) -> None:
+        """Close the connection; a writable store is checkpointed first (its WAL emptied)."""
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
+                if not self.read_only:
+                    try:  # do not wait long for readers of older snapshots: the rows are committed
+                        self._conn.execute(f"PRAGMA busy_timeout = {int(min(self.timeout, 1.0) * 1000)}")
+                    except sqlite3.DatabaseError:
+                        pass
+                    self._checkpoint(self._conn, "TRUNCATE")
                 self._conn.close()
             self._conn = None
 
@@ -336,7 +476,7 @@ class ResultsStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"ResultsStore({str(self.path)!r})"
+        return f"ResultsStore({str(self.path)!r}{', read_only=True' if self.read_only else ''})"
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -420,6 +560,16 @@ class ResultsStore:
         return pd.concat([meta, values.set_axis(meta.index)], axis=1)
 
     # -- writing -------------------------------------------------------------------------------
+    def _writable_connection(self, what: str) -> sqlite3.Connection:
+        if self.read_only_reason is not None:
+            raise self._read_only_error(self.read_only_reason, what)
+        return self._connection()
+
+    def _write_error(self, err: sqlite3.DatabaseError, what: str) -> MemsrInputError:
+        if _is_read_only_error(err):
+            return self._read_only_error(str(err), what)
+        return self._error(f"cannot write results database ({err})")
+
     def put(self, key: ResultKey, values: Mapping[str, Any], elapsed_s: float | None = None) -> Row:
         """Store ``values`` (a JSON-serialisable mapping) under ``key``, replacing any older row.
 
@@ -444,7 +594,7 @@ class ResultsStore:
         )
         params = [key.id, *(k[f] for f in KEY_FIELDS), text, measured_at, elapsed_s]
         with self._lock:
-            conn = self._connection()
+            conn = self._writable_connection("store")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -455,17 +605,19 @@ class ResultsStore:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.DatabaseError as err:
-                raise self._error(f"cannot write results database ({err})") from None
+                raise self._write_error(err, "store") from None
+            self._checkpoint(conn, "PASSIVE")  # the database file alone holds every committed row
         return Row(key=key, values=json.loads(text), measured_at=measured_at, elapsed_s=elapsed_s)
 
     def delete(self, key: ResultKey) -> bool:
         """Remove the row of ``key``; True if there was one."""
         with self._lock:
-            conn = self._connection()
+            conn = self._writable_connection("delete")
             try:
                 cur = conn.execute("DELETE FROM results WHERE key = ?", (key.id,))
             except sqlite3.DatabaseError as err:
-                raise self._error(f"cannot write results database ({err})") from None
+                raise self._write_error(err, "delete") from None
+            self._checkpoint(conn, "PASSIVE")
             return cur.rowcount > 0
 
     def put_many(self, items: Iterable[tuple[ResultKey, Mapping[str, Any]]]) -> int:
