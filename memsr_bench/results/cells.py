@@ -202,8 +202,9 @@ def stored_quality(
     else:
         results = evaluate_conventions(upscaler, test_set, conventions, progress)
         threads = torch.get_num_threads()
+        device = device_label(str(getattr(upscaler, "device", "cpu")))  # recorded; PSNR barely depends on it
         stored = [
-            cached(store, k, lambda r=r: {**r.to_json(), "threads": threads}, force=True)
+            cached(store, k, lambda r=r: {**r.to_json(), "threads": threads, "device": device}, force=True)
             for k, r in zip(keys, results, strict=True)
         ]
     return [
