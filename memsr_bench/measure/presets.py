@@ -124,6 +124,18 @@ PRESETS: dict[str, Preset] = {
             published="FMEN Table 3",
         ),
         Preset(
+            name="cdism",
+            source="Compressing Deep Image SR Models (Jiang et al. 2024), project figure",
+            convention=(
+                "CDISM figure FLOPs (convention not stated) read as MACs of every convolution, linear and "
+                "matmul op for an HR output of 1280x720: the SR papers' Mult-Adds for convolutional networks, "
+                "and the only reading that fits SwinIR's attention layers"
+            ),
+            reported=(("FLOPs", "macs"),),
+            hr_size=(720, 1280),
+            published="CDISM project figure",
+        ),
+        Preset(
             name="memsr",
             source="MemSR (ICML 2022) tables and slides",
             convention=(

@@ -21,10 +21,10 @@ PUBLISHED_NAMES: dict[str, dict[str, str]] = {
     "bicubic": {"FMEN Table 3": "Bicubic", "MemSR": "Bicubic"},
     "srcnn": {"FMEN Table 3": "SRCNN", "MemSR": "SRCNN"},
     "fsrcnn": {"FMEN Table 3": "FSRCNN", "MemSR": "FSRCNN"},
-    "edsr-baseline": {"FMEN Table 3": "EDSR-baseline", "MemSR": "EDSR"},
-    "carn": {"FMEN Table 3": "CARN", "MemSR": "CARN"},
-    "imdn": {"FMEN Table 3": "IMDN", "MemSR": "IMDN"},
-    "latticenet": {"FMEN Table 3": "LatticeNet", "MemSR": "LatticeNet"},
+    "edsr-baseline": {"FMEN Table 3": "EDSR-baseline", "MemSR": "EDSR", "CDISM": "EDSR-baseline"},
+    "carn": {"FMEN Table 3": "CARN", "MemSR": "CARN", "CDISM": "CARN"},
+    "imdn": {"FMEN Table 3": "IMDN", "MemSR": "IMDN", "CDISM": "IMDN"},
+    "latticenet": {"FMEN Table 3": "LatticeNet", "MemSR": "LatticeNet", "CDISM": "LatticeNet"},
     "rfdn": {"FMEN Table 3": "RFDN", "MemSR": "RFDN"},
     # The published FMEN / FMEN-S figures are those of the deploy form (BN and RRRB merged).
     "fmen-deploy": {"FMEN Table 3": "FMEN"},
@@ -35,7 +35,19 @@ PUBLISHED_NAMES: dict[str, dict[str, str]] = {
     "plain-m": {"MemSR": "Plain-M"},
     "efdn": {"NTIRE 2025 ESR": "EFDN"},
     "span": {"NTIRE 2026 ESR": "SPAN"},
+    # The CDISM figure's teachers and baselines. Its students (EDSRmini+KD, SwinIRmini+KD) carry distilled
+    # weights, which the zoo's edsr-mini / swinir-mini architectures do not: only their efficiency is joined.
+    "swinir-light": {"SwinIR": "SwinIR-light", "CDISM": "SwinIR-light"},
+    "edsr-mini": {"CDISM": "EDSRmini"},
+    "swinir-mini": {"CDISM": "SwinIRmini"},
 }
+for _zoo, _cdism in (
+    ("edsr-baseline", "EDSR-baseline"),
+    ("imdn", "IMDN"),
+    ("latticenet", "LatticeNet"),
+    ("carn", "CARN"),
+):
+    PUBLISHED_NAMES[_zoo]["CDISM"] = _cdism
 
 
 def default_reference_dir() -> Path | None:

@@ -175,6 +175,23 @@ def _which(models: dict[str, list[str]], n_sets: int) -> str:
     )
 
 
+def _mean_psnr(data: pd.DataFrame, spec, published: pd.DataFrame | None):
+    """The mean PSNR over ``spec.mean_of`` (measured where every set is), beside the published mean."""
+    from memsr_bench.reporting.render import Column
+
+    label = "+".join(spec.mean_of) + " mean"
+    data = data.copy()
+    data["mean_psnr"] = data[[f"{ds}_psnr" for ds in spec.mean_of]].mean(axis=1, skipna=False)
+    if published is not None:
+        rows = published[published["dataset"] == label]
+        data = join_published(data, rows, spec.source, ("scale",), {"psnr": "mean_psnr_published"})
+    else:
+        data["mean_psnr_published"] = float("nan")
+    data["mean_psnr_diff"] = data["mean_psnr"] - data["mean_psnr_published"]
+    column = Column("mean_psnr", f"{label} PSNR measured", ".2f", pair="mean_psnr_published", pair_spec=".2f")
+    return data, column
+
+
 def quality_columns(
     data: pd.DataFrame,
     models: Sequence,
@@ -244,6 +261,10 @@ def quality_columns(
                     pair_spec=f"{sign}.4f",
                 )
             )
+    if spec.mean_of:
+        data, mean_column = _mean_psnr(data, spec, published)
+        columns.append(mean_column)
+        notes.append(f"{' + '.join(spec.mean_of)} mean: the mean of the data sets' mean PSNRs, as the source plots it.")
     notes += [f"PSNR/SSIM of {_which(models, len(present))}: {source}." for source, models in sorted(how.items())]
     notes.append(
         "PSNR/SSIM: Y of BT.601 (float, unrounded), HR modcropped, SR rounded to uint8, crop = scale, "

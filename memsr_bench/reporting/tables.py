@@ -7,7 +7,11 @@ Presets (:data:`PRESETS`):
 - ``fmen-table4``: FMEN Table 4 (NTIRE 2022 ESR, x4, LR 256x256): params, ``ntire2022_flops``, runtime,
   peak memory, ``ntire2022_activations``, ``ntire2022_convs``;
 - ``memsr-table``: the MemSR comparison at HR 1920x1080: params, ``thop_0031_macs`` (printed as FLOPs),
-  runtime, peak memory, PSNR/SSIM on Set5, Set14, B100 and Urban100.
+  runtime, peak memory, PSNR/SSIM on Set5, Set14, B100 and Urban100;
+- ``cdism``: the project figure of "Compressing Deep Image Super-resolution Models" (x2): params,
+  ``macs`` at HR 1280x720 (the figure's FLOPs: attention matmuls included), the predicted peak, PSNR on
+  Set5 and Set14 and their mean (the figure's axis); published values read off the plot (about ±10 % and
+  ±0.02 dB).
 
 Rows: the zoo's models by default, or the references given (``--models``: zoo names and the user's
 own models mixed), ``--highlight`` marking some. Every measured number comes from the store's cells
@@ -56,6 +60,8 @@ class TableSpec:
     runtime: bool = False  # measure runtime and peak memory
     memory_diff: bool = False  # the published memory follows a comparable protocol (one pass, same input)
     extra_counts: tuple[str, ...] = field(default=())  # more reported quantities (NTIRE activations, convs)
+    predicted_memory: bool = False  # show the predicted peak (no runtime pass needed)
+    mean_of: tuple[str, ...] = ()  # also the mean PSNR over these data sets ("Set5+Set14 mean"), as published
 
 
 PRESETS: dict[str, TableSpec] = {
@@ -86,6 +92,17 @@ PRESETS: dict[str, TableSpec] = {
             datasets=("Set5", "Set14", "BSD100", "Urban100"),
             runtime=True,
             memory_diff=True,
+        ),
+        TableSpec(
+            "cdism",
+            "Compressing Deep Image SR Models (project figure), x2: params, FLOPs (HR 1280x720), predicted peak "
+            "memory, Set5/Set14 PSNR",
+            "cdism",
+            "CDISM project figure",
+            (2,),
+            datasets=("Set5", "Set14"),
+            predicted_memory=True,
+            mean_of=("Set5", "Set14"),
         ),
     )
 }
@@ -132,6 +149,8 @@ def _efficiency_columns(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFr
             Column(f"{quantity}_published", f"{label} published ({unit})", ",.2f", factor),
             Column(f"{quantity}_diff_pct", f"{label} diff %", "+.1f"),
         ]
+    if spec.predicted_memory and not spec.runtime:
+        columns.append(Column("peak_memory_bytes_predicted", "predicted peak (MiB)", ",.1f", 2**20))
     if spec.runtime:
         if "peak_memory_bytes_measured" not in data:
             data["peak_memory_bytes_measured"] = float("nan")
