@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memsr_bench.cli import convert, plot, profile, quality, report, table, zoo
+    from memsr_bench.cli import compress, convert, plot, profile, quality, report, table, zoo
 
     parser = _Parser(
         prog="memsr-bench",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (quality, profile, table, plot, report, zoo):
         group.add_parsers(sub)
     convert.add_convert_parsers(sub)  # convert plain / convert student / train (MemSR tools)
+    compress.add_parsers(sub)  # compress prune / compress distill (Jiang et al.)
     return parser
 
 
