@@ -398,6 +398,11 @@ def _train_loop(
     bar = run.progress_bar(name, progress)
     t_start = time.perf_counter()
     steps_run = 0
+    restore = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if run.device.type == "cuda":
+        # cuDNN's deterministic mode is not enough on CUDA: the backward of the MultiLap loss's reflect padding
+        # accumulates with atomics unless torch's deterministic algorithms are on (restored afterwards).
+        torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         for epoch in range(run.start_epoch, c.epochs):
             sums: dict[str, float] = {}
@@ -446,6 +451,7 @@ def _train_loop(
                         run.write_history(name)
     finally:
         bar.close()
+        torch.use_deterministic_algorithms(restore[0], warn_only=restore[1])
     return steps_run, time.perf_counter() - t_start
 
 
