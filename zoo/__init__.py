@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torch import nn
 
-from zoo import carn, edsr, efdn, fmen, fsrcnn, imdn, latticenet, plain, rfdn, rlfn, span, srcnn  # noqa: F401
+from zoo import carn, edsr, efdn, fmen, fsrcnn, imdn, latticenet, plain, rfdn, rlfn, span, srcnn, swinir  # noqa: F401
 from zoo.registry import Checkpoint, ModelSpec, get_spec, names, register_model
 from zoo.upscaler import ModelUpscaler, upscaler
 

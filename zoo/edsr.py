@@ -157,3 +157,19 @@ def edsr_baseline(scale: int = 2, **config) -> EDSR:
 )
 def edsr(scale: int = 2, **config) -> EDSR:
     return EDSR(scale=scale, **{"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, **config})
+
+
+@register_model(
+    "edsr-mini",
+    scales=(2, 3, 4),
+    input_range=255.0,
+    paper="Jiang, Nawala, Zhang, Bull: Compressing Deep Image Super-resolution Models, 2024 "
+    "(code Pikapi22/SRModelCompression, EDSRmini)",
+    published_params={2: 49_603},
+    notes="8 resblocks, 16 feats, res_scale 2 (released options distill_EDSR_Minix2_KD.yml / test_EDSR_Minix2.yml, "
+    "x2 only; x3/x4 use the EDSR tail, nothing published); params 49,603 / 61,203 / 58,883 at x2/x3/x4. "
+    "The released code is BasicSR's EDSR (keys conv_first, body.<i>.conv1/conv2, conv_after_body, upsample.<j>, "
+    "conv_last; RGB 0..1 with img_range 255 inside), the same function as this 0..255 module. " + _COUNT_NOTE,
+)
+def edsr_mini(scale: int = 2, **config) -> EDSR:
+    return EDSR(scale=scale, **{"n_resblocks": 8, "n_feats": 16, "res_scale": 2.0, **config})
