@@ -262,7 +262,12 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
         help="eps of mean sqrt((x - y)^2 + eps) on 0..1 images (1e-12: BasicSR's CharbonnierLoss default)",
     )
     p.add_argument(
-        "--lambda", dest="lambda_", type=_non_negative_float, default=1e-4, help="L1 weight lambda (1e-4, released)"
+        "--lambda",
+        dest="lambda_",
+        metavar="LAMBDA",
+        type=_non_negative_float,
+        default=1e-4,
+        help="L1 weight lambda (1e-4, released)",
     )
     p.add_argument(
         "--eps",
