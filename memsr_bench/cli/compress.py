@@ -169,6 +169,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         **{**_common(args, teacher.scale), "lr": lr},
         l1_weight=args.l1_weight,
         lap_weight=args.lap_weight,
+        teacher_loss=args.teacher_loss,
     )
     result = distill(
         teacher,
@@ -327,6 +328,12 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--l1-weight", type=_non_negative_float, default=0.1, help="weight of L1 to HR (0.1)")
     p.add_argument("--lap-weight", type=_non_negative_float, default=1.0, help="weight of MultiLap to teacher (1)")
+    p.add_argument(
+        "--teacher-loss",
+        choices=("multilap", "l1"),
+        default="multilap",
+        help="term matching the teacher: multilap (released) or l1 (plain output distillation)",
+    )
     _add_run_args(p, "Adam learning rate (2e-4)", 48)
     p.set_defaults(run=_cmd_distill)
 

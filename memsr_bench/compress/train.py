@@ -157,6 +157,9 @@ class PruneConfig(_RunConfig):
             raise MemsrInputError("--channel-multiple", f"must be a positive integer, not {self.channel_multiple!r}")
 
 
+TEACHER_LOSSES = ("multilap", "l1")
+
+
 @dataclass
 class DistillConfig(_RunConfig):
     """A distillation run: Adam on ``lap_weight · MultiLap(student, teacher) + l1_weight · L1(student, HR)``
@@ -165,9 +168,12 @@ class DistillConfig(_RunConfig):
     lr: float = 2e-4
     l1_weight: float = 0.1
     lap_weight: float = 1.0
+    teacher_loss: str = "multilap"  # or "l1": plain L1 to the teacher's output (the ablation's baseline)
 
     def check(self) -> None:
         super().check()
+        if self.teacher_loss not in TEACHER_LOSSES:
+            raise MemsrInputError("--teacher-loss", f"must be one of {TEACHER_LOSSES}, not {self.teacher_loss!r}")
         for name in ("l1_weight", "lap_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -714,7 +720,8 @@ def distill(
 ) -> DistillResult:
     """Train ``student`` (in place) to match the frozen ``teacher``'s outputs and the HR patches.
 
-    Loss per step: ``lap_weight · MultiLap(S(LR), T(LR)) + l1_weight · L1(S(LR), HR)``, in 0..1. With ``ema``
+    Loss per step: ``lap_weight · MultiLap(S(LR), T(LR)) + l1_weight · L1(S(LR), HR)``, in 0..1
+    (``teacher_loss="l1"``: ``L1(S(LR), T(LR))`` in place of MultiLap, logged under the same key). With ``ema``
     (a decay in (0, 1), e.g. 0.999) an exponential moving average of the student is kept after every step;
     it is what is validated, saved as the checkpoint's model and returned. ``out_dir`` receives
     ``checkpoint.pt`` and ``history.json`` (loss terms every ``log_every`` steps and at each epoch end).
@@ -750,7 +757,7 @@ def distill(
         with torch.no_grad():
             target = _forward01(teacher, lr_batch, t_range)
         sr = _forward01(student, lr_batch, s_range)
-        lap = multilap(sr, target)
+        lap = multilap(sr, target) if config.teacher_loss == "multilap" else F.l1_loss(sr, target)
         l1 = F.l1_loss(sr, hr01)
         loss = config.lap_weight * lap + config.l1_weight * l1
         optimizer.zero_grad(set_to_none=True)
