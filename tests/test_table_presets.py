@@ -352,9 +352,9 @@ def test_unknown_preset_in_the_library():
 
 
 def test_presets_named_in_issue():
-    assert set(PRESETS) == {"fmen-table3", "fmen-table4", "memsr-table"}
+    assert set(PRESETS) == {"fmen-table3", "fmen-table4", "memsr-table", "cdism"}
     assert PRESETS["fmen-table3"].datasets == ("Set5", "Set14", "BSD100", "Urban100", "Manga109")
-    assert {p.efficiency_preset for p in PRESETS.values()} == {"fmen", "ntire2022", "memsr"}
+    assert {p.efficiency_preset for p in PRESETS.values()} == {"fmen", "ntire2022", "memsr", "cdism"}
 
 
 def test_latex_and_markdown_of_one_schema():
@@ -385,3 +385,27 @@ def test_latex_and_markdown_of_one_schema():
     assert table.to_csv().splitlines()[1] == "a_b,12809.0,1.0,30.0,0.9,False"  # the data as they are
     with pytest.raises(MemsrInputError, match="--format"):
         table.render("html")
+
+
+def test_cdism_table_beside_the_project_figure(tmp_path):
+    """Params and MACs (attention matmuls included) of the compact models beside the CDISM figure; without data
+    the PSNR columns stay empty and the published Set5+Set14 means of the teachers sit beside them."""
+    from conftest import require_shared
+
+    from memsr_bench.results import ResultsStore
+
+    reference = require_shared("reference")
+    table = build_table(
+        "cdism",
+        ResultsStore(tmp_path / "s.sqlite"),
+        models=ModelChoice(refs=("edsr-mini", "swinir-mini", "imdn")),
+        reference_dir=reference,
+    )
+    rows = table.data.set_index("model")
+    assert rows.loc["edsr-mini", "params"] == 49_603 and rows.loc["edsr-mini", "params_published"] == 50_000
+    assert rows.loc["swinir-mini", "params"] == 98_868 and rows.loc["swinir-mini", "macs_published"] == 22e9
+    # SwinIR's MACs are mostly linear layers and attention matmuls: more than its convolutions alone
+    assert rows.loc["swinir-mini", "macs"] > 4 * rows.loc["swinir-mini", "conv_macs"]
+    assert rows.loc["imdn", "mean_psnr_published"] == 35.82 and math.isnan(rows.loc["imdn", "mean_psnr"])
+    assert rows.loc["edsr-mini", "peak_memory_bytes_predicted"] > 0
+    assert "Set5+Set14 mean PSNR measured/published" in table.to_markdown()

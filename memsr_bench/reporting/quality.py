@@ -188,7 +188,7 @@ def _mean_psnr(data: pd.DataFrame, spec, published: pd.DataFrame | None):
     else:
         data["mean_psnr_published"] = float("nan")
     data["mean_psnr_diff"] = data["mean_psnr"] - data["mean_psnr_published"]
-    column = Column("mean_psnr", f"{label} PSNR measured", ".2f", pair="mean_psnr_published", pair_spec=".2f")
+    column = Column("mean_psnr", f"{label} PSNR measured/published", ".2f", pair="mean_psnr_published", pair_spec=".2f")
     return data, column
 
 
