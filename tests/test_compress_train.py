@@ -200,6 +200,9 @@ def test_cli_one_line_errors(data, tmp_path, capsys):
     small = ["n_resblocks=1", "n_feats=4"]
     common = ["--scale", "2", "--train-dir", str(data["train"]), "--out", str(tmp_path / "run"), "--no-progress"]
     distill_args = ["compress", "distill", "edsr-baseline", "edsr-baseline", "--teacher-config", *small]
+    code, _, err = _cli([*distill_args, "--student-config", *small, *common], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "the teacher has no weights" in err
+    distill_args.append("--random-teacher")
     code, _, err = _cli([*distill_args, "--student-config", *small, *common, "--patch-size", "15"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--patch-size" in err and "multiple of 16" in err
 

@@ -160,8 +160,16 @@ def _cmd_prune(args: argparse.Namespace) -> int:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
+    from memsr_bench.cli.convert import _is_model_file
     from memsr_bench.compress.train import DistillConfig, distill
+    from memsr_bench.errors import MemsrInputError
 
+    if args.teacher_weights is None and not _is_model_file(args.teacher) and not args.random_teacher:
+        raise MemsrInputError(
+            args.teacher,
+            "the teacher has no weights: give --teacher-weights (a random teacher teaches nothing; "
+            "--random-teacher for a smoke test)",
+        )
     teacher = _load(args.teacher, args.scale, args.teacher_weights, args.teacher_config, args.seed, "teacher-")
     student = _load(args.student, teacher.scale, args.student_weights, args.student_config, args.seed, "student-")
     lr = args.lr if args.lr is not None else 2e-4
@@ -311,7 +319,10 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("teacher", metavar="TEACHER", help=_MODEL_HELP)
     p.add_argument("student", metavar="STUDENT", help=_MODEL_HELP + "; a reference starts from random weights")
-    p.add_argument("--teacher-weights", default=None, help="weights of TEACHER (default: random, seeded)")
+    p.add_argument("--teacher-weights", default=None, help="weights of TEACHER (a checkpoint or weights folder)")
+    p.add_argument(
+        "--random-teacher", action="store_true", help="allow a teacher without weights (random, seeded): smoke tests"
+    )
     p.add_argument(
         "--teacher-config", nargs="+", default=None, metavar="KEY=VALUE", help="factory arguments of TEACHER"
     )
