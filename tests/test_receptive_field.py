@@ -233,3 +233,21 @@ def test_cli_json(capsys):
     assert main(["receptive-field", "imdn", "--input", "32x32"]) == 0
     text = capsys.readouterr().out
     assert "local: no" in text and "whole-image" in text
+
+
+class _CropPad(nn.Module):
+    """Reads a spatial slice (a view with an offset) and pads it back."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return F.pad(self.conv(x)[:, :, 2:-2, 3:-1], (3, 1, 2, 2)) + x
+
+
+def test_spatial_slices_are_read_at_their_offset():
+    torch.manual_seed(5)
+    model = _CropPad().double()
+    assert receptive_field(model, 1, lr_size=(20, 20)).radius == 1
+    assert _measured_radius(model, 1, 3, 20) == 1
