@@ -15,7 +15,7 @@ patches, Adam, learning rate, EMA (0.999) and step budget in five ways:
 
 Then PSNR/SSIM (Y, crop = scale) on the data sets, params, MACs at HR 1280x720 and the predicted peak of every
 student and teacher, written as ``results.json`` and ``reproduction.md`` under ``--out`` with the training
-curves (``curves.png``). ``--eval-only`` re-evaluates finished runs (e.g. on more data sets).
+curves (``curves.png``). Rerunning with more ``--sets`` re-evaluates finished runs without retraining them.
 """
 
 from __future__ import annotations
@@ -45,6 +45,21 @@ def _val_dir(args) -> str | None:
     return str(folder) if folder.is_dir() else None
 
 
+def _run_fields(args, steps: int) -> dict:
+    """What every run shares: data, x2, the step budget in epochs, batch, patch, seed, device, validation."""
+    return {
+        "train_dir": str(args.train_dir),
+        "scale": 2,
+        "epochs": max(1, steps // args.steps_per_epoch),
+        "steps_per_epoch": min(steps, args.steps_per_epoch),
+        "batch_size": args.batch_size,
+        "patch_size": args.patch_size,
+        "seed": args.seed,
+        "device": args.device,
+        "val_dir": _val_dir(args),
+    }
+
+
 def _teacher_edsr(args, out: Path):
     from memsr_bench.memsr.train import TrainConfig, train
     from memsr_bench.model import load_model
@@ -52,17 +67,7 @@ def _teacher_edsr(args, out: Path):
     torch.manual_seed(args.seed)
     model = load_model("edsr-baseline", 2).module
     steps = args.teacher_steps
-    config = TrainConfig(
-        train_dir=str(args.train_dir),
-        scale=2,
-        epochs=max(1, steps // args.steps_per_epoch),
-        steps_per_epoch=min(steps, args.steps_per_epoch),
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        seed=args.seed,
-        device=args.device,
-        val_dir=_val_dir(args),
-    )
+    config = TrainConfig(**_run_fields(args, steps))
     folder = out / "teacher-edsr"
     resume = (folder / "checkpoint.pt").exists()
     result = train(model, config, folder, resume=resume, name="teacher edsr-baseline", progress=False)
@@ -76,18 +81,7 @@ def _student(args, name: str, teacher, overrides: dict, out: Path):
     torch.manual_seed(args.seed)  # the same initial student for every run
     student = load_model("edsr-mini", 2).module
     steps = args.student_steps
-    config = DistillConfig(
-        train_dir=str(args.train_dir),
-        scale=2,
-        epochs=max(1, steps // args.steps_per_epoch),
-        steps_per_epoch=min(steps, args.steps_per_epoch),
-        batch_size=args.batch_size,
-        patch_size=args.patch_size,
-        seed=args.seed,
-        device=args.device,
-        val_dir=_val_dir(args),
-        **overrides,
-    )
+    config = DistillConfig(**_run_fields(args, steps), **overrides)
     folder = out / name
     resume = (folder / "checkpoint.pt").exists()
     result = distill(teacher, student, config, folder, resume=resume, ema=0.999, name=name, progress=False)

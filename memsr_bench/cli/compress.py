@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 from memsr_bench.cli import options
-from memsr_bench.cli.options import positive_int
+from memsr_bench.cli.options import non_negative_int, positive_int
 
 __all__ = ["add_parsers"]
 
@@ -27,13 +27,6 @@ _MODEL_HELP = (
     "package.module:factory; an installed entry point) or a memsr-bench model file (.pt, e.g. a checkpoint.pt "
     "of `memsr-bench train` or of a previous compress run)"
 )
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
 
 
 def _float(text: str) -> float:
@@ -286,7 +279,7 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--np",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=5,
         help="optimiser epochs of proximal-SGD steps before orthant steps (5)",
     )
