@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memsr_bench.cli import compress, convert, plot, profile, quality, receptive_field, report, table, zoo
+    from memsr_bench.cli import compress, convert, plot, profile, quality, receptive_field, report, table, upscale, zoo
 
     parser = _Parser(
         prog="memsr-bench",
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is a zoo name, path/to/file.py:factory, package.module:factory or an installed entry point.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (quality, profile, table, plot, report, zoo, receptive_field):
+    for group in (quality, profile, table, plot, report, zoo, receptive_field, upscale):
         group.add_parsers(sub)
     convert.add_convert_parsers(sub)  # convert plain / convert student / train (MemSR tools)
     compress.add_parsers(sub)  # compress prune / compress distill (Jiang et al.)
