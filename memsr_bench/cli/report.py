@@ -40,7 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="regenerate every table under reports/ (efficiency always; quality with data and weights)",
-        description="Regenerate reports/: the zoo's parameter counts, efficiency tables at the three presets "
+        description="Regenerate reports/: the zoo's parameter counts, efficiency tables at every preset "
         "(no data needed), and PSNR/SSIM of every public checkpoint when --data-root and --weights are given. "
         "Every cell is cached in the results store, so a rerun only reads it (--force recomputes).",
     )

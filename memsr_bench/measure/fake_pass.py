@@ -8,7 +8,7 @@ cheap. The real weights are wrapped by the mode, never copied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
@@ -77,7 +77,7 @@ def fake_forward(
     input_shape: Sequence[int],
     dtype: torch.dtype,
     observers: Sequence[AbstractContextManager],
-    on_input: Any = None,
+    on_input: Callable[[torch.Tensor], None] | None = None,
 ) -> Any:
     """``model(x)`` under inference mode on a fake ``x``, inside every context of ``observers``.
 
