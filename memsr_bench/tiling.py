@@ -21,8 +21,13 @@ Exactness. For a *local* model that is not ``size_dependent`` (see
 :mod:`memsr_bench.measure.receptive_field`) the halo is the receptive radius rounded up to the model's
 grid and every tile origin lies on the grid, so each output pixel of a tile's core sees exactly the
 LR pixels (and image borders) it sees in whole-image inference; only the core (in HR, ``scale`` x the
-LR core) is pasted, and the output is bit-identical to whole-image inference on the same device
-(given kernels whose per-pixel arithmetic does not depend on the image size, which the tests check).
+LR core) is pasted, and the output is bit-identical to whole-image inference on the same device with the
+same kernels, provided the kernels' per-pixel arithmetic does not depend on the image size. On CPU,
+oneDNN (mkldnn) convolutions do depend on it (their blocking changes the float sums by ~1e-5..1e-4 of
+0..255, which flips the uint8 rounding of a few pixels), so by default (``native_kernels=True``) tiles
+run with ``torch.backends.mkldnn.flags(enabled=False)``: PyTorch's native CPU kernels, whose results
+the tests show to be size-independent; whole-image inference under the same flag is the reference.
+CUDA kernels (cuDNN) are not covered by that check.
 For Y-only models the bicubic chroma (4-tap kernel) is computed per tile with a halo of at least
 ``_BICUBIC_HALO`` LR pixels. Other models (not local, or size-dependent) are tiled with overlapping
 tiles and a halo of at least ``APPROX_HALO`` LR pixels (best approximation); the plan says so, and when
@@ -48,6 +53,7 @@ __all__ = [
     "MIN_TILE",
     "RUNTIME_ALLOWANCE_BYTES",
     "TilingPlan",
+    "native_cpu_kernels",
     "plan_tiling",
     "tile_budget",
     "upscale_image",
@@ -271,6 +277,7 @@ def upscale_image(
     rf: ReceptiveField | None = None,
     progress: bool = False,
     compare: bool = True,
+    native_kernels: bool = True,
 ) -> tuple[np.ndarray, TilingPlan]:
     """Upscale ``lr_uint8`` (H x W x 3 uint8 RGB) with ``loaded_model`` tile by tile within ``max_memory_bytes``.
 
@@ -278,8 +285,8 @@ def upscale_image(
     ``(sr_uint8, plan)``. For models whose tiles are not exact (``plan.exact`` False), the whole image
     is also upscaled and compared (``plan.deviation``) when ``compare`` and it fits the budget;
     otherwise ``plan.deviation_note`` says it was not measured. ``progress`` shows a tqdm bar over tiles.
+    ``native_kernels`` (CPU): run without oneDNN, whose arithmetic depends on the tile size (module docstring).
     """
-    from zoo.upscaler import ModelUpscaler
 
     if (
         not isinstance(lr_uint8, np.ndarray)
@@ -291,6 +298,20 @@ def upscale_image(
         raise MemsrInputError(
             "image", f"expected a uint8 RGB array H x W x 3, not {getattr(lr_uint8, 'dtype', type(lr_uint8))} {shape}"
         )
+    with native_cpu_kernels(native_kernels):
+        return _upscale(loaded_model, lr_uint8, max_memory_bytes, device, rf, progress, compare)
+
+
+def native_cpu_kernels(enabled: bool = True):
+    """A context where CPU convolutions use PyTorch's native kernels (oneDNN off), if ``enabled``."""
+    import contextlib
+
+    return torch.backends.mkldnn.flags(enabled=False) if enabled else contextlib.nullcontext()
+
+
+def _upscale(loaded_model, lr_uint8, max_memory_bytes, device, rf, progress, compare):
+    from zoo.upscaler import ModelUpscaler
+
     start = time.perf_counter()
     plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf)
     spec = loaded_model.entry.spec

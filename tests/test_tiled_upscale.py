@@ -1,0 +1,125 @@
+"""Tiled upscaling (memsr_bench.tiling, memsr-bench upscale): bit-identical to whole-image inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memsr_bench.cli import main
+from memsr_bench.data.image_io import read_image_rgb, write_image_rgb
+from memsr_bench.errors import MemsrInputError
+from memsr_bench.measure.receptive_field import receptive_field
+from memsr_bench.model import load_model
+from memsr_bench.tiling import native_cpu_kernels, plan_tiling, tile_budget, upscale_image
+from zoo.upscaler import upscaler
+
+SMALL_EDSR = {"n_resblocks": 2, "n_feats": 16}
+# (model, scale, config, LR image size): odd sizes, large enough for several tiles around the halo
+CASES = [
+    ("fsrcnn", 2, {}, (37, 53)),
+    ("fsrcnn", 3, {}, (61, 45)),
+    ("fsrcnn", 4, {}, (37, 53)),
+    ("edsr-baseline", 2, SMALL_EDSR, (37, 53)),
+    ("edsr-baseline", 3, SMALL_EDSR, (61, 45)),
+    ("edsr-baseline", 4, SMALL_EDSR, (37, 53)),
+    ("plain", 2, {}, (61, 45)),
+    ("plain", 3, {}, (37, 53)),
+    ("plain", 4, {}, (61, 45)),
+    ("fmen-s-deploy", 2, {}, (89, 23)),
+    ("fmen-s-deploy", 3, {}, (21, 87)),
+    ("fmen-s-deploy", 4, {}, (87, 19)),
+    ("span", 4, {}, (67, 23)),
+    ("carn-m", 2, {}, (67, 21)),
+    ("carn-m", 3, {}, (19, 69)),
+    ("carn-m", 4, {}, (69, 17)),
+    ("imdn-rtc", 2, {}, (71, 25)),
+]
+
+
+def _model(name: str, scale: int, config: dict):
+    torch.manual_seed(1234)
+    return load_model(name, scale, config=config)
+
+
+@pytest.mark.parametrize(("name", "scale", "config", "size"), CASES, ids=[f"{c[0]}-x{c[1]}" for c in CASES])
+def test_tiles_bit_identical_to_whole_image(name, scale, config, size):
+    loaded = _model(name, scale, config)
+    channels = 1 if loaded.entry.spec.channels == "y" else 3
+    rf = receptive_field(loaded.module, scale, channels=channels)
+    assert rf.local and not rf.size_dependent, rf
+    lr = np.random.default_rng(scale * 1000 + size[0]).integers(0, 256, (*size, 3), dtype=np.uint8)
+    with native_cpu_kernels():  # the reference: whole-image inference with the kernels the tiles use
+        whole = upscaler(loaded.module)(lr)
+        tiles_seen = set()
+        for core in (16, 24) if rf.radius < 16 else (16,):  # large halos: one budget (time)
+            budget = tile_budget(loaded, size, core, rf)
+            sr, plan = upscale_image(loaded, lr, budget, "cpu", rf=rf)
+            assert plan.exact and plan.n_tiles >= 3, plan
+            assert plan.tile[0] <= core + rf.grid and plan.halo >= rf.radius and plan.halo % rf.grid == 0
+            assert plan.total_bytes <= budget
+            assert sr.dtype == np.uint8 and sr.shape == (size[0] * scale, size[1] * scale, 3)
+            assert np.array_equal(sr, whole), (core, plan, int(np.abs(sr.astype(int) - whole).max()))
+            tiles_seen.add(plan.n_tiles)
+    assert len(tiles_seen) == (2 if rf.radius < 16 else 1)  # two budgets: two tilings
+
+
+def test_whole_image_when_the_budget_allows():
+    loaded = _model("edsr-baseline", 2, SMALL_EDSR)
+    lr = np.random.default_rng(0).integers(0, 256, (21, 19, 3), dtype=np.uint8)
+    sr, plan = upscale_image(loaded, lr, 2**30, "cpu")
+    with native_cpu_kernels():
+        assert plan.n_tiles == 1 and plan.exact and np.array_equal(sr, upscaler(loaded.module)(lr))
+
+
+def test_budget_too_small_is_one_line():
+    loaded = _model("edsr-baseline", 2, SMALL_EDSR)
+    with pytest.raises(MemsrInputError) as err:
+        plan_tiling(loaded, (64, 64), 256 * 2**20 + 100_000)
+    assert "does not hold even a 16x16 tile" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_folder_matches_python(tmp_path, capsys):
+    src, dst = tmp_path / "lr", tmp_path / "sr"
+    rng = np.random.default_rng(7)
+    images = {
+        "a": rng.integers(0, 256, (37, 41, 3), dtype=np.uint8),
+        "b": rng.integers(0, 256, (29, 45, 3), dtype=np.uint8),
+    }
+    for stem, image in images.items():
+        write_image_rgb(src / f"{stem}.png", image)
+    loaded = _model("edsr-baseline", 2, SMALL_EDSR)
+    budget = tile_budget(loaded, (37, 45), 16)
+    torch.save(loaded.module.state_dict(), tmp_path / "w.pt")
+    argv = ["upscale", str(src), str(dst), "--model", "edsr-baseline", "--scale", "2", "--config", "n_resblocks=2",
+            "n_feats=16", "--max-memory", str(budget), "--quiet"]  # fmt: skip
+    assert main([*argv, "--weights", str(tmp_path / "w.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "a.png" in out and "b.png" in out and "exact" in out
+    for stem, image in images.items():
+        expected, plan = upscale_image(loaded, image, budget, "cpu")
+        assert plan.n_tiles > 1
+        assert np.array_equal(read_image_rgb(dst / f"{stem}.png"), expected)
+
+
+def test_cli_one_line_errors(tmp_path, capsys):
+    good = tmp_path / "x.png"
+    write_image_rgb(good, np.zeros((20, 20, 3), dtype=np.uint8))
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "folder").mkdir()
+    base = ["--model", "edsr-baseline", "--scale", "2", "--config", "n_resblocks=2", "n_feats=16"]
+    cases = [
+        ([str(tmp_path / "missing.png"), str(tmp_path / "o.png")], "no such file"),
+        ([str(good), str(tmp_path / "folder")], "is a folder"),
+        ([str(tmp_path / "folder"), str(good)], "not a folder"),
+        ([str(tmp_path / "notes.txt"), str(tmp_path / "o.png")], "not a PNG or BMP"),
+        ([str(tmp_path / "notes.png"), str(tmp_path / "o.png")], "notes.png"),
+        ([str(good), str(tmp_path / "o.png"), "--max-memory", "256.1MiB"], "16x16 tile"),
+        ([str(good), str(tmp_path / "o.png"), "--max-memory", "lots"], "--max-memory"),
+    ]
+    for args, needle in cases:
+        assert main(["upscale", *args, *base]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "o.png").exists()
