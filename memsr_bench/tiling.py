@@ -305,8 +305,15 @@ def upscale_image(
 def native_cpu_kernels(enabled: bool = True):
     """A context where CPU convolutions use PyTorch's native kernels (oneDNN off), if ``enabled``."""
     import contextlib
+    import warnings
 
-    return torch.backends.mkldnn.flags(enabled=False) if enabled else contextlib.nullcontext()
+    if not enabled:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    with warnings.catch_warnings():  # torch warns about TF32 on Intel GPUs when the flags are set
+        warnings.simplefilter("ignore", UserWarning)
+        stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    return stack
 
 
 def _upscale(loaded_model, lr_uint8, max_memory_bytes, device, rf, progress, compare):
