@@ -64,3 +64,18 @@ def test_eval_refuses_before_the_first_image(tmp_path, capsys):
     assert "upscaling Set5 at input 1x1x32x24 needs about" in err and err.count("\n") == 1
     assert len(ResultsStore(store)) == 0  # nothing measured, nothing stored
     assert main(argv) == 0  # the default limit (available memory) lets it run
+
+
+def test_profile_max_memory_answers_the_largest_input(capsys):
+    from memsr_bench.measure.memory_model import predict_peak_memory
+
+    argv = ["profile", "fmen-s-deploy", "--scale", "4", "--input", "90x160", "--counts-only", "--max-memory", "256MiB"]
+    assert main([*argv, "--json"]) == 0
+    largest = json.loads(capsys.readouterr().out)["details"]["largest_input_within_max_memory"]
+    h, w = largest["lr"]
+    assert largest["aspect"] == [9, 16] and largest["hr"] == [4 * h, 4 * w] and h > 90
+    model = load_model("fmen-s-deploy", 4).module
+    assert predict_peak_memory(model, (1, 3, h, w)).peak_bytes <= 256 * 2**20
+    bigger = (h + 1, round((h + 1) * 16 / 9))
+    assert predict_peak_memory(model, (1, 3, *bigger)).peak_bytes > 256 * 2**20
+    assert main(argv) == 0 and f"LR {h}x{w}" in capsys.readouterr().out

@@ -98,11 +98,37 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         result.details.update(measured.details)
         result.device = args.device
     _warn_unused(loaded, result)
+    largest = _largest_input(loaded, shape, args.max_memory) if args.max_memory is not None else None
+    if largest is not None:
+        result.details["largest_input_within_max_memory"] = largest
     if args.json:
         options.print_json({**loaded.describe(), **result.to_json(), "model": loaded.name})
     else:
         _print_text(loaded, result)
+        if largest is not None:
+            print(f"  largest input within --max-memory {largest['text']}")
     return 0
+
+
+def _largest_input(loaded, shape, budget: int) -> dict:
+    """The largest LR input of this input's aspect ratio whose predicted peak fits ``budget`` bytes."""
+    import math
+
+    from memsr_bench.measure.memory_model import largest_input_for_budget
+    from memsr_bench.units import format_bytes
+
+    h, w = shape[2], shape[3]
+    aspect = (h // math.gcd(h, w), w // math.gcd(h, w))
+    try:
+        lr = largest_input_for_budget(loaded.module, budget, aspect=aspect, channels=shape[1])
+    except ValueError as err:
+        return {"budget_bytes": budget, "lr": None, "text": f"{format_bytes(budget)}: none ({err})"}
+    hr = (lr[0] * loaded.scale, lr[1] * loaded.scale)
+    text = (
+        f"{format_bytes(budget)}: LR {lr[0]}x{lr[1]} (HR {hr[0]}x{hr[1]}, aspect {aspect[0]}:{aspect[1]} of the input; "
+        "predicted peak of one whole-image pass; `memsr-bench upscale` tiles anything larger)"
+    )
+    return {"budget_bytes": budget, "lr": list(lr), "hr": list(hr), "aspect": list(aspect), "text": text}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
