@@ -13,12 +13,10 @@ input is one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from typing import Any
 
 from memsr_bench.cli import options
-from memsr_bench.cli.options import non_negative_int, positive_int
+from memsr_bench.cli.options import non_negative_float, non_negative_int, positive_float, positive_int
 
 __all__ = ["add_parsers"]
 
@@ -29,39 +27,15 @@ _MODEL_HELP = (
 )
 
 
-def _float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
 def _decay(text: str) -> float:
-    value = _float(text)
+    value = options.finite_float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1 (e.g. 0.999), not {text}")
     return value
 
 
 def _fraction(text: str) -> float:
-    value = _float(text)
+    value = options.finite_float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), not {text}")
     return value
@@ -69,10 +43,6 @@ def _fraction(text: str) -> float:
 
 def _device(text: str) -> str:
     return text if text == "auto" else options.device(text)
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
 
 
 def _common(args: argparse.Namespace, scale: int) -> dict[str, Any]:
@@ -127,7 +97,7 @@ def _cmd_prune(args: argparse.Namespace) -> int:
     last = result.history[-1] if result.history else {}
     config_text = " ".join(f"{k}={v}" for k, v in result.proposed_config.items())
     if args.json:
-        _print_json(
+        options.print_json(
             {
                 "model": args.model,
                 "checkpoint": str(result.checkpoint),
@@ -184,7 +154,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     )
     last = result.history[-1] if result.history else {}
     if args.json:
-        _print_json(
+        options.print_json(
             {
                 "teacher": args.teacher,
                 "student": args.student,
@@ -223,7 +193,7 @@ def _add_run_args(p: argparse.ArgumentParser, lr_help: str, patch_default: int) 
         default=patch_default,
         help=f"LR patch side; HR patches are scale times larger ({patch_default}: HR 96 at x2, as released)",
     )
-    p.add_argument("--lr", type=_positive_float, default=None, help=lr_help)
+    p.add_argument("--lr", type=positive_float, default=None, help=lr_help)
     p.add_argument(
         "--schedule",
         choices=("constant", "cosine", "onecycle", "step"),
@@ -259,7 +229,7 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--charbonnier-eps",
-        type=_positive_float,
+        type=positive_float,
         default=1e-12,
         help="eps of mean sqrt((x - y)^2 + eps) on 0..1 images (1e-12: BasicSR's CharbonnierLoss default)",
     )
@@ -267,13 +237,13 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
         "--lambda",
         dest="lambda_",
         metavar="LAMBDA",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=1e-4,
         help="L1 weight lambda (1e-4, released)",
     )
     p.add_argument(
         "--eps",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=1e-4,
         help="orthant projection tolerance: a weight within eps of zero after an orthant step becomes 0 (1e-4)",
     )
@@ -330,8 +300,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ema", type=_decay, default=None, metavar="DECAY", help="keep an EMA of the student (0.999 as released)"
     )
-    p.add_argument("--l1-weight", type=_non_negative_float, default=0.1, help="weight of L1 to HR (0.1)")
-    p.add_argument("--lap-weight", type=_non_negative_float, default=1.0, help="weight of MultiLap to teacher (1)")
+    p.add_argument("--l1-weight", type=non_negative_float, default=0.1, help="weight of L1 to HR (0.1)")
+    p.add_argument("--lap-weight", type=non_negative_float, default=1.0, help="weight of MultiLap to teacher (1)")
     p.add_argument(
         "--teacher-loss",
         choices=("multilap", "l1"),

@@ -78,13 +78,6 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "table",
@@ -114,7 +107,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=options.positive_int, help="timed passes (default 3 on CPU, 100 on CUDA)")
     p.add_argument(
         "--max-gmacs",
-        type=_positive_float,
+        type=options.positive_float,
         help=f"skip runtime/memory above this many G MACs per pass (default {CPU_MAX_GMACS:.0f} on CPU, none on CUDA)",
     )
     options.add_max_memory(p)
