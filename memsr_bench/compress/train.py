@@ -53,7 +53,16 @@ from memsr_bench.errors import MemsrInputError
 from memsr_bench.losses import MIN_SIZE, SIZE_MULTIPLE, MultiLapLoss
 from memsr_bench.memsr.data import PatchSampler
 from memsr_bench.memsr.modelio import TRAIN_FORMAT, arch_of
-from memsr_bench.memsr.train import SCHEDULES, evaluate_model, lr_at, resolve_device
+from memsr_bench.memsr.train import (
+    SCHEDULES,
+    check_resume,
+    evaluate_model,
+    lr_at,
+    resolve_device,
+    rng_state,
+    set_rng_state,
+    to_cpu,
+)
 from memsr_bench.torch_files import load_weights_only
 
 __all__ = [
@@ -73,7 +82,6 @@ HISTORY = "history.json"
 # A checkpoint of a model that modelio cannot describe (no "arch"): only these trainers read it back.
 COMPRESS_FORMAT = "memsr-bench/compress-train-v1"
 # Config fields that may change when resuming (they do not affect the weights).
-_RESUMABLE = {"val_dir", "val_every", "device"}
 
 
 # ------------------------------------------------------------------------------------ configs
@@ -283,28 +291,17 @@ class _Run:
             or state.get("kind") != self.kind
         ):
             raise MemsrInputError(self.ckpt_path, f"not a memsr-bench {self.kind} checkpoint")
-        saved, now = state["config"], config.as_dict()
-        diff = [k for k in now if k not in _RESUMABLE and saved.get(k) != now[k]]
-        if diff:
-            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
-            raise MemsrInputError(self.ckpt_path, f"cannot resume: the run was started with other settings ({detail})")
+        check_resume(state["config"], config, self.ckpt_path)
         self.history = list(state["history"])
         self.start_epoch = int(state["epoch"])
         return state
 
     def restore_rng(self) -> None:
         assert self.state is not None
-        rng = self.state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.sampler.set_state(rng["sampler"])
-        if self.device.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        set_rng_state(self.state["rng"], self.sampler, self.device)
 
     def rng_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"torch": torch.get_rng_state(), "sampler": self.sampler.get_state()}
-        if self.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.device)
-        return state
+        return rng_state(self.sampler, self.device)
 
     def progress_bar(self, name: str, progress: bool | None) -> tqdm:
         return tqdm(
@@ -350,16 +347,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _cpu(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
-
-
 def _save_checkpoint(path: Path, model: nn.Module, extra: dict[str, Any], report: dict[str, Any]) -> Path:
     """Write the training state atomically (a temporary file renamed into place).
 
@@ -375,7 +362,7 @@ def _save_checkpoint(path: Path, model: nn.Module, extra: dict[str, Any], report
         "arch": arch,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "report": report,
-        **_cpu(extra),
+        **to_cpu(extra),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -164,21 +164,23 @@ class TrainResult:
     steps_run: int  # steps run by this call
 
 
-def _rng_state(sampler: PatchSampler, device: torch.device) -> dict[str, Any]:
+def rng_state(sampler: PatchSampler, device: torch.device) -> dict[str, Any]:
+    """The random state a resumed run needs: torch (and CUDA) generators and the patch sampler."""
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any], sampler: PatchSampler, device: torch.device) -> None:
+def set_rng_state(state: dict[str, Any], sampler: PatchSampler, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     sampler.set_state(state["sampler"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _check_resume(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+def check_resume(saved: dict[str, Any], config: Any, path: Path) -> None:
+    """A run resumes only with the settings it started with (validation and device may change)."""
     now = config.as_dict()
     diff = [k for k in now if k not in _RESUMABLE and saved.get(k) != now[k]]
     if diff:
@@ -244,12 +246,12 @@ def train(
         state = load_weights_only(ckpt_path, "training state")
         if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT:
             raise MemsrInputError(ckpt_path, "not a memsr-bench training checkpoint")
-        _check_resume(state["config"], config, ckpt_path)
+        check_resume(state["config"], config, ckpt_path)
         model.load_state_dict(state["model"])
         if criterion is not None:
             criterion.bridges.load_state_dict(state["bridges"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], sampler, device)
+        set_rng_state(state["rng"], sampler, device)
         history = list(state["history"])
         start_epoch = int(state["epoch"])
 
@@ -338,6 +340,17 @@ def train(
     )
 
 
+def to_cpu(obj: Any) -> Any:
+    """Tensors in nested dicts, lists and tuples moved to the CPU (checkpoints load anywhere)."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def _save(
     path: Path,
     model: nn.Module,
@@ -350,15 +363,6 @@ def _save(
     epoch: int,
     report: dict[str, Any] | None,
 ) -> None:
-    def cpu(obj: Any) -> Any:
-        if isinstance(obj, Tensor):
-            return obj.detach().cpu()
-        if isinstance(obj, dict):
-            return {k: cpu(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [cpu(v) for v in obj]
-        return obj
-
     save_model_file(
         path,
         model,
@@ -366,8 +370,8 @@ def _save(
         report=report,
         fmt=TRAIN_FORMAT,
         extra={
-            "optimizer": cpu(optimizer.state_dict()),
-            "rng": cpu(_rng_state(sampler, device)),
+            "optimizer": to_cpu(optimizer.state_dict()),
+            "rng": to_cpu(rng_state(sampler, device)),
             "config": config.as_dict(),
             "history": history,
             "epoch": epoch,
