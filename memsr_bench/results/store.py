@@ -52,6 +52,21 @@ Resuming a sweep is :func:`cached` in the loop::
         values = cached(store, key, lambda: profile(model, preset="ntire2022").to_json())
 
 Cells already stored are read back, not recomputed (unless ``force=True``).
+
+A shared store on a PostgreSQL server: ``ResultsStore("postgresql://user@host:5432/db")`` (driver
+psycopg 3, the optional extra ``memsr-bench[cluster]``) is the same store: the same tables, columns,
+keys and schema version, the same SQL (``?`` placeholders become ``%s``), every ``put`` one
+transaction (``INSERT ... ON CONFLICT (key) DO UPDATE``), so any number of hosts may write it at once.
+The database must be empty (memsr-bench creates its tables, under an advisory lock) or hold a
+memsr-bench store (the table ``memsr_bench_schema`` names the application and the schema version);
+any other database, a newer schema or a ``results`` table of another layout is refused without
+being modified. ``read_only=True``, or a database user without INSERT privilege on ``results``, opens
+it read-only. An unreachable server or a bad URL is one line (:class:`MemsrInputError`), never a
+traceback, and nothing is measured before the store is open.
+
+Failed cells: :meth:`ResultsStore.record_failure` keeps a cell's one-line reason in the table
+``failures`` (:meth:`ResultsStore.failures` lists them); storing the cell later removes it. A failure
+is a record, not a result: a rerun tries the cell again.
 """
 
 from __future__ import annotations
@@ -60,6 +75,7 @@ import hashlib
 import json
 import math
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -68,23 +84,30 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from memsr_bench.errors import MemsrInputError
 
 __all__ = [
     "ENV_VAR",
     "KEY_FIELDS",
+    "Failure",
+    "PostgresResultsStore",
     "ResultKey",
     "ResultsStore",
     "Row",
     "cached",
     "default_path",
     "input_size",
+    "is_postgres_url",
 ]
 
 ENV_VAR = "MEMSR_RESULTS"
 _APPLICATION_ID = 0x4D535242  # "MSRB": marks a memsr-bench results database
-_SCHEMA_VERSION = 2  # v2: the fingerprint key field (v1 stores are migrated on open)
+_SCHEMA_VERSION = 3  # v2: the fingerprint key field; v3: the failures table (older stores are migrated on open)
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_POSTGRES_MARKER = "memsr_bench_schema"  # PostgreSQL's application_id + user_version: (application, version)
+_APPLICATION = "memsr-bench results"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -215,17 +238,41 @@ _COLUMNS = {
 }
 assert tuple(_COLUMNS) == KEY_FIELDS
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS results (
+_RESULTS_TABLE = f"""CREATE TABLE IF NOT EXISTS results (
     key TEXT PRIMARY KEY,
     {", ".join(f"{name} {decl}" for name, decl in _COLUMNS.items())},
     values_json TEXT NOT NULL,
     measured_at TEXT NOT NULL,
     elapsed_s REAL
-);
-CREATE INDEX IF NOT EXISTS results_by_model ON results (kind, model, scale);
-"""
+)"""
+_FAILURES_TABLE = """CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    failed_at TEXT NOT NULL,
+    host TEXT NOT NULL DEFAULT ''
+)"""
+_RESULTS_INDEX = "CREATE INDEX IF NOT EXISTS results_by_model ON results (kind, model, scale)"
+_SCHEMA = f"{_RESULTS_TABLE};\n{_FAILURES_TABLE};\n{_RESULTS_INDEX};\n"  # SQLite's; PostgreSQL's: _postgres_schema
 _SELECT = f"SELECT {', '.join(KEY_FIELDS)}, values_json, measured_at, elapsed_s FROM results"
+_UPSERT = (
+    f"INSERT INTO results (key, {', '.join(KEY_FIELDS)}, values_json, measured_at, elapsed_s) "
+    f"VALUES ({', '.join('?' * (len(KEY_FIELDS) + 4))}) ON CONFLICT (key) DO UPDATE SET "
+    "values_json = excluded.values_json, measured_at = excluded.measured_at, elapsed_s = excluded.elapsed_s"
+)
+_RECORD_FAILURE = (
+    "INSERT INTO failures (key, reason, failed_at, host) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+    "reason = excluded.reason, failed_at = excluded.failed_at, host = excluded.host"
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A cell that failed: its key, the one-line reason, when (UTC ISO 8601) and on which host."""
+
+    key: ResultKey
+    reason: str
+    failed_at: str
+    host: str
 
 
 def _row(record: tuple) -> Row:
@@ -251,9 +298,10 @@ def _now() -> str:
 
 
 class ResultsStore:
-    """A results database (one SQLite file); see the module docstring.
+    """A results database: one SQLite file, or a PostgreSQL database; see the module docstring.
 
-    ``path``: the file (created with its folders if missing); None: :func:`default_path`.
+    ``path``: the file (created with its folders if missing), ``sqlite:///path``, or a
+    ``postgresql://`` URL (then a :class:`PostgresResultsStore` is returned); None: :func:`default_path`.
     ``timeout``: seconds a write waits for another process's write to finish.
     ``read_only``: True opens the store read-only (its rows are never changed; a missing file is an
     error; in a writable folder SQLite may leave its ``-wal``/``-shm`` files); None (default) opens it
@@ -264,7 +312,14 @@ class ResultsStore:
     Usable as a context manager (closes the connection); safe to share between threads.
     """
 
+    def __new__(cls, path: str | os.PathLike | None = None, *args: Any, **kwargs: Any) -> ResultsStore:
+        if cls is ResultsStore and is_postgres_url(path):
+            cls = PostgresResultsStore
+        return super().__new__(cls)
+
     def __init__(self, path: str | os.PathLike | None = None, timeout: float = 30.0, read_only: bool | None = None):
+        if isinstance(path, str) and path.startswith("sqlite://"):
+            path = _sqlite_url_path(path)
         self.path = Path(path).expanduser() if path is not None else default_path()
         self.timeout = float(timeout)
         self._auto_read_only = read_only is None
@@ -279,6 +334,11 @@ class ResultsStore:
     def read_only(self) -> bool:
         """True if this store was opened read-only (then :attr:`read_only_reason` says why)."""
         return self.read_only_reason is not None
+
+    @property
+    def location(self) -> str:
+        """Where the rows are: the file path, or the URL without its password."""
+        return str(self.path)
 
     # -- opening -------------------------------------------------------------------------------
     def _error(self, problem: str) -> MemsrInputError:
@@ -423,13 +483,16 @@ class ResultsStore:
                     "CREATE TEMP VIEW results AS SELECT rowid AS rowid, *, '' AS fingerprint FROM main.results"
                 )
             elif app_id != _APPLICATION_ID:
-                conn.execute(_SCHEMA.split(";")[0].replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
+                conn.execute(_RESULTS_TABLE.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
+            if app_id != _APPLICATION_ID or version < 3:
+                conn.execute(_FAILURES_TABLE.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
             return
         conn.execute("PRAGMA journal_mode = WAL")
-        if app_id == _APPLICATION_ID and version == 1:
-            # v1 rows have no fingerprint: they stay (fingerprint '') and never match a new key.
+        if app_id == _APPLICATION_ID and version < _SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ALTER TABLE results ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
+            if version == 1:  # v1 rows have no fingerprint: they stay (fingerprint '') and never match a new key
+                conn.execute("ALTER TABLE results ADD COLUMN fingerprint TEXT NOT NULL DEFAULT ''")
+            conn.execute(_FAILURES_TABLE)  # v3
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("COMMIT")
         if app_id != _APPLICATION_ID:
@@ -500,7 +563,7 @@ class ResultsStore:
     def content_digest(self) -> str:
         """sha256 of every stored row (key, values, time): changes whenever anything is put or deleted."""
         digest = hashlib.sha256()
-        for record in self._read("SELECT key, values_json, measured_at FROM results ORDER BY key"):
+        for record in sorted(self._read("SELECT key, values_json, measured_at FROM results")):
             digest.update("\x1f".join(map(str, record)).encode() + b"\x1e")
         return digest.hexdigest()
 
@@ -521,7 +584,7 @@ class ResultsStore:
                     params.extend(options)
                 if nulls:
                     parts.append(f"{name} IS NULL")
-                clauses.append(f"({' OR '.join(parts) or '0'})")
+                clauses.append(f"({' OR '.join(parts) or 'FALSE'})")
             elif wanted is None:
                 clauses.append(f"{name} IS NULL")
             else:
@@ -586,39 +649,47 @@ class ResultsStore:
             elapsed_s = None
         measured_at = _now()
         k = key.as_dict()
-        cols = ["key", *KEY_FIELDS, "values_json", "measured_at", "elapsed_s"]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in ("values_json", "measured_at", "elapsed_s"))
-        sql = (
-            f"INSERT INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-            f"ON CONFLICT(key) DO UPDATE SET {updates}"
-        )
         params = [key.id, *(k[f] for f in KEY_FIELDS), text, measured_at, elapsed_s]
+        # the row and, in the same transaction, any failure recorded for its cell
+        self._write([(_UPSERT, params), ("DELETE FROM failures WHERE key = ?", (key.id,))], "store")
+        return Row(key=key, values=json.loads(text), measured_at=measured_at, elapsed_s=elapsed_s)
+
+    def delete(self, key: ResultKey) -> bool:
+        """Remove the row of ``key``; True if there was one."""
+        return self._write([("DELETE FROM results WHERE key = ?", (key.id,))], "delete")[0] > 0
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]], what: str) -> list[int]:
+        """Run ``statements`` in one transaction, committed (and checkpointed) before this returns;
+        their row counts."""
         with self._lock:
-            conn = self._writable_connection("store")
+            conn = self._writable_connection(what)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute(sql, params)
+                    counts = [conn.execute(sql, params).rowcount for sql, params in statements]
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.DatabaseError as err:
-                raise self._write_error(err, "store") from None
+                raise self._write_error(err, what) from None
             self._checkpoint(conn, "PASSIVE")  # the database file alone holds every committed row
-        return Row(key=key, values=json.loads(text), measured_at=measured_at, elapsed_s=elapsed_s)
+        return counts
 
-    def delete(self, key: ResultKey) -> bool:
-        """Remove the row of ``key``; True if there was one."""
-        with self._lock:
-            conn = self._writable_connection("delete")
-            try:
-                cur = conn.execute("DELETE FROM results WHERE key = ?", (key.id,))
-            except sqlite3.DatabaseError as err:
-                raise self._write_error(err, "delete") from None
-            self._checkpoint(conn, "PASSIVE")
-            return cur.rowcount > 0
+    def record_failure(self, key: ResultKey, reason: str, host: str | None = None) -> Failure:
+        """Record that the cell ``key`` failed, with its one-line ``reason`` (replacing an older record)."""
+        reason = " ".join(str(reason).split()) or "failed (no reason given)"
+        failure = Failure(key, reason, _now(), host if host is not None else socket.gethostname())
+        self._write([(_RECORD_FAILURE, (key.id, failure.reason, failure.failed_at, failure.host))], "record")
+        return failure
+
+    def failures(self) -> list[Failure]:
+        """The failed cells recorded and not stored since, oldest first."""
+        records = self._read("SELECT key, reason, failed_at, host FROM failures")
+        return sorted(
+            (Failure(ResultKey(**json.loads(k)), r, t, h) for k, r, t, h in records), key=lambda f: f.failed_at
+        )
 
     def put_many(self, items: Iterable[tuple[ResultKey, Mapping[str, Any]]]) -> int:
         """``put`` each ``(key, values)``; each is committed on its own. Returns how many."""
@@ -627,6 +698,197 @@ class ResultsStore:
             self.put(key, values)
             n += 1
         return n
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+def is_postgres_url(location: object) -> bool:
+    """True for ``postgresql://...`` and ``postgres://...`` (a store on a PostgreSQL server)."""
+    return isinstance(location, str) and location.split("://", 1)[0].lower() in _POSTGRES_SCHEMES and "://" in location
+
+
+def _sqlite_url_path(url: str) -> str:
+    """``sqlite:///abs/path`` -> ``/abs/path``; ``sqlite:///rel`` (SQLAlchemy's relative form) -> ``rel``."""
+    rest = url[len("sqlite://") :]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise MemsrInputError("--store", f"expected sqlite:///path/to/results.sqlite, got {url!r}")
+    return rest[1:] if not rest.startswith("//") else rest[1:]
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _postgres_schema() -> list[str]:
+    """The SQLite schema in PostgreSQL's types (REAL is 8 bytes in SQLite, 4 in PostgreSQL), with the
+    ``rowid`` that SQLite gives every table (storage order), and the marker table."""
+    results = _RESULTS_TABLE.replace("REAL", "DOUBLE PRECISION").replace(
+        "key TEXT PRIMARY KEY,", "rowid BIGINT GENERATED ALWAYS AS IDENTITY,\n    key TEXT PRIMARY KEY,", 1
+    )
+    marker = f"CREATE TABLE {_POSTGRES_MARKER} (application TEXT NOT NULL, version INTEGER NOT NULL)"
+    return [results, _FAILURES_TABLE, _RESULTS_INDEX, marker]
+
+
+_EXPECTED_COLUMNS = {"rowid", "key", *KEY_FIELDS, "values_json", "measured_at", "elapsed_s"}
+
+
+class PostgresResultsStore(ResultsStore):
+    """The results store in a PostgreSQL database (``postgresql://user[:password]@host:port/dbname``).
+
+    Same interface, tables, keys and schema version as the SQLite store; see the module docstring.
+    ``timeout``: seconds to wait for the server to answer a connection. Needs psycopg 3
+    (``pip install 'memsr-bench[cluster]'``).
+    """
+
+    def __init__(self, path: str, timeout: float = 30.0, read_only: bool | None = None):
+        self.url = str(path)
+        self.path = _redacted(self.url)  # what messages name (never the password)
+        self.timeout = float(timeout)
+        self._auto_read_only = read_only is None
+        self.read_only_reason = "opened with read_only=True" if read_only else None
+        self._lock = threading.RLock()
+        self._conn = None
+        self._pid = -1
+        try:
+            import psycopg
+        except ImportError:
+            raise self._error(
+                "a PostgreSQL store needs psycopg 3: pip install 'memsr-bench[cluster]' (or 'psycopg[binary]')"
+            ) from None
+        self._psycopg = psycopg
+        self._connect()
+
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    def _connect(self) -> None:
+        psycopg = self._psycopg
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self.timeout)))
+        except psycopg.Error as err:
+            detail = " ".join(str(err).split()) or type(err).__name__
+            raise self._error(f"cannot connect to the results database ({detail})") from None
+        except Exception as err:  # a malformed URL (psycopg.conninfo raises ProgrammingError or ValueError)
+            raise self._error(f"not a usable PostgreSQL URL ({' '.join(str(err).split())})") from None
+        try:
+            self._check_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._pid = os.getpid()
+
+    def _check_schema(self, conn) -> None:
+        """Refuse a foreign or newer database untouched; create the schema in an empty one (under an
+        advisory lock, so that hosts opening it at once create it once); read-only: temporary tables."""
+        psycopg = self._psycopg
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_APPLICATION_ID,))
+                tables = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                    )
+                }
+                if _POSTGRES_MARKER in tables:
+                    self._check_marked(conn, tables)
+                elif tables:
+                    raise self._error(
+                        f"a database of another application (tables: {', '.join(sorted(tables))}), not a memsr-bench "
+                        "results store; left untouched (give memsr-bench a database of its own: createdb memsr)"
+                    )
+                elif self.read_only:
+                    for statement in _postgres_schema()[:2]:  # an empty database reads as an empty store
+                        conn.execute(statement.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))
+                else:
+                    for statement in _postgres_schema():
+                        conn.execute(statement)
+                    conn.execute(
+                        f"INSERT INTO {_POSTGRES_MARKER} (application, version) VALUES (%s, %s)",
+                        (_APPLICATION, _SCHEMA_VERSION),
+                    )
+            if self._auto_read_only and not self.read_only:
+                self.read_only_reason = self._not_writable_pg(conn)
+            if self.read_only:
+                conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        except psycopg.Error as err:
+            raise self._error(f"cannot open results database ({' '.join(str(err).split())}); left untouched") from None
+
+    def _check_marked(self, conn, tables: set[str]) -> None:
+        marks = conn.execute(f"SELECT application, version FROM {_POSTGRES_MARKER}").fetchall()
+        if len(marks) != 1 or marks[0][0] != _APPLICATION:
+            raise self._error(
+                f"{_POSTGRES_MARKER} does not mark a memsr-bench results store ({marks!r}); left untouched"
+            )
+        version = marks[0][1]
+        if version > _SCHEMA_VERSION:
+            raise self._error(
+                f"results store schema v{version} is newer than this memsr-bench understands "
+                f"(v{_SCHEMA_VERSION}); upgrade memsr-bench"
+            )
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'results'"
+            )
+        }
+        missing = sorted(_EXPECTED_COLUMNS - columns)
+        if missing or "failures" not in tables:
+            what = f"results lacks {', '.join(missing)}" if missing else "no failures table"
+            raise self._error(f"not the layout of a memsr-bench results store ({what}); left untouched")
+
+    def _not_writable_pg(self, conn) -> str | None:
+        if conn.execute("SHOW transaction_read_only").fetchone()[0] == "on":
+            return "the server only allows reading (a standby, or default_transaction_read_only)"
+        user, may_insert = conn.execute(
+            "SELECT current_user, "
+            "has_table_privilege('results', 'INSERT') AND has_table_privilege('failures', 'INSERT')"
+        ).fetchone()
+        return None if may_insert else f"database user {user} may not insert into results"
+
+    def _connection(self):
+        if self._conn is None:
+            raise self._error("results store is closed")
+        if self._pid != os.getpid():  # a forked child must not share the parent's connection
+            self._conn = None
+            self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql.replace("?", "%s"), params).fetchall()
+            except self._psycopg.Error as err:
+                raise self._error(f"cannot read results database ({' '.join(str(err).split())})") from None
+
+    def _write(self, statements: Sequence[tuple[str, Sequence[Any]]], what: str) -> list[int]:
+        errors = self._psycopg.errors
+        with self._lock:
+            conn = self._writable_connection(what)
+            try:
+                with conn.transaction():
+                    return [conn.execute(sql.replace("?", "%s"), params).rowcount for sql, params in statements]
+            except (errors.ReadOnlySqlTransaction, errors.InsufficientPrivilege) as err:
+                raise self._read_only_error(" ".join(str(err).split()), what) from None
+            except self._psycopg.Error as err:
+                raise self._error(f"cannot write results database ({' '.join(str(err).split())})") from None
 
 
 def cached(
