@@ -61,6 +61,13 @@ class BicubicUpscaler:
         self.scale = int(scale)
         self.description = "MATLAB imresize bicubic (a=-0.5), symmetric border, rounded to uint8"
 
+    @property
+    def recipe(self):
+        """How another process builds it (see :mod:`memsr_bench.model.recipe`)."""
+        from memsr_bench.model.recipe import ModelRecipe
+
+        return ModelRecipe(self.name, self.scale, upscaler=True, fingerprint=self.fingerprint)
+
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         return imresize(lr, self.scale, border="symmetric")
 
@@ -91,7 +98,10 @@ def make_upscaler(
         if weights is not None or config or deploy:
             raise MemsrInputError("--weights/--config/--deploy", f"{ref} has no weights, configuration or deploy form")
         return UPSCALERS[ref](scale)
+    from dataclasses import replace
+
     from memsr_bench.model import load_model
+    from memsr_bench.model.recipe import ModelRecipe
     from zoo.upscaler import ModelUpscaler
 
     loaded = load_model(
@@ -109,4 +119,7 @@ def make_upscaler(
         checkpoint=loaded.checkpoint_id,
     )
     upscaler.description = f"{loaded.entry.origin}; input {loaded.entry.describe_input()}"
+    upscaler.recipe = replace(  # how a cluster worker builds the same upscaler
+        ModelRecipe.of(loaded), random_weights=random_weights, device=device, upscaler=True
+    )
     return upscaler

@@ -7,9 +7,11 @@ line with exit code 2, like every other input error of the CLI.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from memsr_bench.measure.presets import PRESETS
@@ -144,9 +146,40 @@ def model_choice(args: argparse.Namespace):
 
 
 def add_store(p: argparse.ArgumentParser, force: bool = True) -> None:
-    p.add_argument("--store", help="results store file (default $MEMSR_RESULTS or ~/.cache/memsr-bench/results.sqlite)")
+    p.add_argument(
+        "--store",
+        metavar="PATH|URL",
+        help="results store: a file or sqlite:///path (default $MEMSR_RESULTS or ~/.cache/memsr-bench/results.sqlite), "
+        "or postgresql://user@host:port/db, a store shared by many hosts",
+    )
     if force:
         p.add_argument("--force", action="store_true", help="re-measure cells already in the store")
+
+
+def add_cluster(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="compute the missing cells on the Dask cluster of this scheduler (tcp://host:port); start workers "
+        "with: dask worker ADDRESS --nthreads 1 --resources RUNTIME=1 (RUNTIME=1,GPU=1 on a GPU host); "
+        "needs pip install 'memsr-bench[cluster]'",
+    )
+
+
+@contextlib.contextmanager
+def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
+    """A ``distributed.Client`` of ``--cluster`` (closed afterwards), or None without it."""
+    address = getattr(args, "cluster", None)
+    if not address:
+        yield None
+        return
+    from memsr_bench.results.jobs import connect
+
+    client = connect(address)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def add_device(p: argparse.ArgumentParser, what: str = "the forward passes") -> None:

@@ -111,18 +111,21 @@ def _sweep_table(args: argparse.Namespace):
     for ref in args.models:  # a wrong reference stops the sweep before anything is measured
         if ref not in UPSCALERS and ref not in zoo.names():
             resolve_model(ref, input_range=args.input_range, channels=args.channels)
+    store = ResultsStore(args.store)  # an unusable store or cluster is refused before anything is measured
     factory = sweep_upscalers(args.weights, args.device, **_upscaler_options(args))
-    return sweep_quality(
-        factory,
-        args.models,
-        args.scales,
-        [Path(args.data_root) / name for name in args.sets],
-        y_variants=args.y_variants,
-        lr_source=args.lr_source,
-        border=args.border,
-        store=ResultsStore(args.store),
-        force=args.force,
-    )
+    with options.cluster_client(args) as cluster:
+        return sweep_quality(
+            factory,
+            args.models,
+            args.scales,
+            [Path(args.data_root) / name for name in args.sets],
+            y_variants=args.y_variants,
+            lr_source=args.lr_source,
+            border=args.border,
+            store=store,
+            force=args.force,
+            cluster=cluster,
+        )
 
 
 def _cmd_sweep_quality(args: argparse.Namespace) -> int:
@@ -234,4 +237,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--out", help="write OUT.md and OUT.csv (e.g. reports/quality/bicubic)")
     options.add_device(sw, "the models")
     options.add_store(sw)
+    options.add_cluster(sw)
     sw.set_defaults(run=_cmd_sweep_quality)

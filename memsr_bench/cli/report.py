@@ -19,19 +19,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     weights = existing_dir(args.weights, "--weights")
     store = ResultsStore(args.store)
     reference_dir = default_reference_dir()
-    print(f"results store: {store.path}; published tables: {reference_dir or 'not found (../shared absent)'}")
-    index = build_report(
-        Path(args.out),
-        store,
-        args.presets,
-        reference_dir,
-        data_root=data_root,
-        weights=weights,
-        sets=args.sets,
-        force=args.force,
-        extra=options.model_choice(args) if args.models else None,
-        max_memory=args.max_memory,
-    )
+    print(f"results store: {store.location}; published tables: {reference_dir or 'not found (../shared absent)'}")
+    with options.cluster_client(args) as cluster:
+        index = build_report(
+            Path(args.out),
+            store,
+            args.presets,
+            reference_dir,
+            data_root=data_root,
+            weights=weights,
+            sets=args.sets,
+            force=args.force,
+            extra=options.model_choice(args) if args.models else None,
+            max_memory=args.max_memory,
+            cluster=cluster,
+        )
     print(f"wrote {index}")
     return 0
 
@@ -51,5 +53,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sets", nargs="+", default=["Set5", "Set14", "BSD100"])
     p.add_argument("--presets", nargs="+", default=list(EFFICIENCY_TABLES), choices=list(EFFICIENCY_TABLES))
     options.add_store(p)
+    options.add_cluster(p)
     options.add_max_memory(p)
     p.set_defaults(run=_cmd_report)

@@ -39,10 +39,29 @@ def _score_table(args: argparse.Namespace, store, data_root):
     )
 
 
+def _build_table(args: argparse.Namespace, store, data_root, weights, reference_dir, runtime, cluster):
+    from memsr_bench.reporting.tables import build_table
+
+    return build_table(
+        args.preset,
+        store,
+        models=options.model_choice(args),
+        data_root=data_root,
+        weights=weights,
+        reference_dir=reference_dir,
+        device=args.device,
+        runtime=runtime,
+        max_gmacs=args.max_gmacs,
+        force=args.force,
+        max_memory=args.max_memory,
+        log=lambda msg: print(msg, file=sys.stderr),
+        cluster=cluster,
+    )
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     from memsr_bench.measure.profile import RuntimeOptions
     from memsr_bench.reporting.published import default_reference_dir
-    from memsr_bench.reporting.tables import build_table
     from memsr_bench.results import ResultsStore
 
     data_root = existing_dir(args.data_root, "--data-root")
@@ -57,20 +76,8 @@ def _cmd_table(args: argparse.Namespace) -> int:
             warmup=default.warmup if args.warmup is None else args.warmup,
             repeats=default.repeats if args.repeats is None else args.repeats,
         )
-        table = build_table(
-            args.preset,
-            store,
-            models=options.model_choice(args),
-            data_root=data_root,
-            weights=weights,
-            reference_dir=reference_dir,
-            device=args.device,
-            runtime=runtime,
-            max_gmacs=args.max_gmacs,
-            force=args.force,
-            max_memory=args.max_memory,
-            log=lambda msg: print(msg, file=sys.stderr),
-        )
+        with options.cluster_client(args) as cluster:
+            table = _build_table(args, store, data_root, weights, reference_dir, runtime, cluster)
     if args.out:
         for path in table.write(Path(args.out)):
             print(f"wrote {path}", file=sys.stderr)
@@ -102,6 +109,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="also write OUT.md, OUT.csv and OUT.tex (e.g. reports/tables/fmen-table3)")
     p.add_argument("--reference", help="folder with the published CSVs (default ../shared/reference)")
     options.add_store(p)
+    options.add_cluster(p)
     options.add_device(p, "runtime, memory and PSNR/SSIM")
     p.add_argument("--warmup", type=options.non_negative_int, help="untimed passes (default 1 on CPU, 10 on CUDA)")
     p.add_argument("--repeats", type=options.positive_int, help="timed passes (default 3 on CPU, 100 on CUDA)")

@@ -19,7 +19,7 @@ from memsr_bench.measure.presets import get_preset
 from memsr_bench.measure.profile import RuntimeOptions, input_channels
 from memsr_bench.measure.quantities import COUNT_QUANTITIES
 from memsr_bench.results.cells import device_label, stored_counts, stored_memory, stored_runtime
-from memsr_bench.results.store import ResultsStore
+from memsr_bench.results.store import CellFailedError, ResultsStore
 
 __all__ = ["ModelChoice", "choose_models", "efficiency_frame", "published_efficiency_columns"]
 
@@ -86,18 +86,26 @@ def efficiency_frame(
     force: bool = False,
     progress: bool | None = None,
     max_memory: int | None = None,
+    cluster: Any = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per loaded model at ``preset``'s input: every count quantity, the predicted peak and,
-    with ``runtime``, runtime (median, IQR, threads) and measured peak memory; and notes (skips)."""
-    from tqdm import tqdm
+    with ``runtime``, runtime (median, IQR, threads) and measured peak memory; and notes (skips).
 
+    With a store, the cells missing from it are first computed as a sweep (:func:`run_cells`: here, or
+    on ``cluster``, a ``distributed.Client``); a failed cell leaves its row or columns empty, with its
+    reason in the notes."""
     preset_obj = get_preset(preset)
-    rows, heavy = [], []
-    for model in tqdm(
-        models, desc=f"efficiency {preset}", unit="model", disable=None if progress is None else not progress
-    ):
-        shape = preset_obj.input_shape(model.scale, channels=input_channels(model.module))
-        counts = stored_counts(store, model, shape, force, max_memory)
+    shapes = [preset_obj.input_shape(m.scale, channels=input_channels(m.module)) for m in models]
+    if store is not None:
+        _sweep(models, shapes, preset, store, runtime, device, options, max_gmacs, force, progress, max_memory, cluster)
+        force = False  # every cell is stored (or failed) now
+    rows, heavy, failed = [], [], []
+    for model, shape in zip(models, shapes, strict=True):
+        try:
+            counts = stored_counts(store, model, shape, force, max_memory)
+        except CellFailedError as err:
+            failed.append(f"{model.name} x{model.scale} counts ({err.reason})")
+            continue
         row: dict[str, Any] = {
             "model": model.name,
             "scale": model.scale,
@@ -111,8 +119,13 @@ def efficiency_frame(
             if max_gmacs is not None and counts["macs"] / 1e9 > max_gmacs:
                 heavy.append(f"{model.name} x{model.scale} ({counts['macs'] / 1e9:,.0f} G MACs)")
             else:
-                timing = stored_runtime(store, model, shape, device, options, force, max_memory)
-                memory = stored_memory(store, model, shape, device, force, max_memory)
+                try:
+                    timing = stored_runtime(store, model, shape, device, options, force, max_memory)
+                    memory = stored_memory(store, model, shape, device, force, max_memory)
+                except CellFailedError as err:
+                    failed.append(f"{model.name} x{model.scale} {err.key.kind} ({err.reason})")
+                    rows.append(row)
+                    continue
                 row.update(
                     runtime_ms=timing["runtime_ms"],
                     runtime_iqr_ms=timing["runtime_iqr_ms"],
@@ -121,13 +134,33 @@ def efficiency_frame(
                     device=device_label(device),
                 )
         rows.append(row)
-    notes = []
+    notes = [f"Failed: {', '.join(failed)}; a rerun tries again."] if failed else []
     if heavy:
         notes.append(
             f"Runtime and measured memory skipped above {max_gmacs:g} G MACs per pass on {device} "
             f"(--max-gmacs, or a GPU): {', '.join(heavy)}."
         )
     return pd.DataFrame(rows), notes
+
+
+def _sweep(models, shapes, preset, store, runtime, device, options, max_gmacs, force, progress, max_memory, cluster):
+    """Compute the missing cells of :func:`efficiency_frame` as one sweep: counts, then the timings of
+    the models under ``max_gmacs`` (which the counts decide)."""
+    from memsr_bench.results.jobs import counts_cell, memory_cell, run_cells, runtime_cell
+
+    cells = [counts_cell(m, shape, max_memory) for m, shape in zip(models, shapes, strict=True)]
+    run_cells(cells, store, cluster=cluster, force=force, progress=progress, desc=f"counts {preset}")
+    if not runtime:
+        return
+    timed = []
+    for cell, model, shape in zip(cells, models, shapes, strict=True):
+        row = store.get(cell.keys[0])
+        if row is not None and (max_gmacs is None or row.values["macs"] / 1e9 <= max_gmacs):
+            timed += [
+                runtime_cell(model, shape, device, options, max_memory),
+                memory_cell(model, shape, device, max_memory),
+            ]
+    run_cells(timed, store, cluster=cluster, force=force, progress=progress, desc=f"runtime {preset}")
 
 
 def published_efficiency_columns(frame: pd.DataFrame, source_prefix: str, reference_dir: Path | None) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -14,7 +15,7 @@ from memsr_bench.metrics import QualityConvention
 from memsr_bench.reporting.published import join_published, published_quality
 from memsr_bench.reporting.render import markdown_table
 from memsr_bench.results.cells import latest_quality, stored_quality
-from memsr_bench.results.store import ResultsStore
+from memsr_bench.results.store import CellFailedError, ResultsStore
 from memsr_bench.upscalers import Upscaler
 
 __all__ = ["Skipped", "sweep_quality", "sweep_upscalers", "to_markdown", "with_published"]
@@ -65,42 +66,60 @@ def sweep_quality(
     progress: bool | None = None,
     store: ResultsStore | None = None,
     force: bool = False,
+    cluster: Any = None,
 ) -> tuple[pd.DataFrame, list[Skipped]]:
     """One row per (model, scale, dataset, Y variant): mean PSNR/SSIM, the LR source and the weights.
 
-    Every (model, scale, dataset, convention) is a stored cell keyed by the upscaler's name,
-    fingerprint and weights, so an interrupted sweep resumes where it stopped.
+    Every (model, scale, dataset) is a stored cell (one key per convention) keyed by the upscaler's
+    name, fingerprint and weights: with a store, the missing ones are computed first as one sweep
+    (:func:`~memsr_bench.results.jobs.run_cells`, here or on ``cluster``), so an interrupted sweep resumes
+    where it stopped and a failed cell is a skip with its reason.
     """
+    from memsr_bench.results.jobs import quality_cell, run_cells
+
+    test_set_paths = [Path(p).resolve() for p in test_set_paths]  # cluster workers run in other folders
     test_sets = {
         (p, s): discover_test_set(p, s, lr_source=lr_source, border=border) for p in test_set_paths for s in scales
     }
-    rows, skipped = [], []
+    rows, skipped, upscalers = [], [], {}
     for model in models:
         for scale in scales:
             try:
-                upscaler = make_upscaler(model, scale)
+                upscalers[model, scale] = make_upscaler(model, scale)
             except LookupError as err:
                 skipped.append(Skipped(model, scale, str(err)))
+    conventions = {s: [QualityConvention("y", variant, s) for variant in y_variants] for s in scales}
+    if store is not None:
+        cells = [
+            quality_cell(upscaler, test_sets[path, scale], conventions[scale])
+            for (_, scale), upscaler in upscalers.items()
+            for path in test_set_paths
+        ]
+        run_cells(cells, store, cluster=cluster, force=force, progress=progress, desc="quality")
+        force = False  # every cell is stored (or failed) now
+    for (model, scale), upscaler in upscalers.items():
+        for path in test_set_paths:
+            test_set = test_sets[(path, scale)]
+            try:
+                results = stored_quality(store, upscaler, test_set, conventions[scale], force, progress)
+            except CellFailedError as err:
+                skipped.append(Skipped(model, scale, f"{test_set.name}: {err.reason}"))
                 continue
-            conventions = [QualityConvention("y", variant, scale) for variant in y_variants]
-            for path in test_set_paths:
-                test_set = test_sets[(path, scale)]
-                results = stored_quality(store, upscaler, test_set, conventions, force=force, progress=progress)
-                for variant, result in zip(y_variants, results, strict=True):
-                    rows.append(
-                        {
-                            "model": upscaler.name,
-                            "scale": scale,
-                            "dataset": test_set.name,
-                            "y_variant": variant,
-                            "n_images": len(result.images),
-                            "psnr": result.psnr,
-                            "ssim": result.ssim,
-                            "lr_source": test_set.lr_source_description,
-                            "weights_sha256": upscaler.checkpoint,
-                            "fingerprint": upscaler.fingerprint,
-                        }
-                    )
+            for variant, result in zip(y_variants, results, strict=True):
+                rows.append(
+                    {
+                        "model": upscaler.name,
+                        "scale": scale,
+                        "dataset": test_set.name,
+                        "y_variant": variant,
+                        "n_images": len(result.images),
+                        "psnr": result.psnr,
+                        "ssim": result.ssim,
+                        "lr_source": test_set.lr_source_description,
+                        "weights_sha256": upscaler.checkpoint,
+                        "fingerprint": upscaler.fingerprint,
+                    }
+                )
     return pd.DataFrame(rows), skipped
 
 
@@ -160,12 +179,41 @@ def _quality_cell(
 
         upscaler = make_upscaler(model.entry, model.scale, weights=weights, config=model.config, device=device)
         test_set = discover_test_set(dataset, model.scale)
-        result = stored_quality(store, upscaler, test_set, [QualityConvention("y", "float", model.scale)], force)[0]
-        return {"psnr": result.psnr, "ssim": result.ssim}, "public checkpoint"
+        try:
+            result = stored_quality(store, upscaler, test_set, [QualityConvention("y", "float", model.scale)], force)
+        except CellFailedError as err:
+            return None, f"failed ({err.reason}; a rerun tries again)"
+        return {"psnr": result[0].psnr, "ssim": result[0].ssim}, "public checkpoint"
     stored = latest_quality(store, model, dataset.name)
     if stored is None:
         return None, "no weights (give --weights, or run memsr-bench eval with its weights first)"
     return stored, f"stored eval row, weights sha256 {stored['weights_sha256'][:12]}"
+
+
+def _sweep_quality_columns(models, scales, present, data_root, weights, store, device, force, cluster) -> None:
+    """The cells of :func:`quality_columns` as one sweep: bicubic, and each model with its public checkpoint."""
+    from memsr_bench.results.jobs import quality_cell, run_cells
+    from memsr_bench.upscalers import BicubicUpscaler, make_upscaler
+    from zoo.checkpoints import find_checkpoint
+
+    upscalers = [BicubicUpscaler(scale) for scale in scales]
+    for model in models:
+        if weights is not None and model.entry.spec.checkpoint_for(model.scale) is not None:
+            try:
+                find_checkpoint(model.entry.spec, model.scale, weights)
+            except MemsrInputError:
+                continue  # said in the notes by _quality_cell
+            upscalers.append(
+                make_upscaler(model.entry, model.scale, weights=weights, config=model.config, device=device)
+            )
+    cells = [
+        quality_cell(
+            u, discover_test_set((data_root / ds).resolve(), u.scale), [QualityConvention("y", "float", u.scale)]
+        )
+        for ds in present
+        for u in upscalers
+    ]
+    run_cells(cells, store, cluster=cluster, force=force, desc="quality")
 
 
 def _which(models: dict[str, list[str]], n_sets: int) -> str:
@@ -202,6 +250,7 @@ def quality_columns(
     store: ResultsStore | None,
     device: str,
     force: bool,
+    cluster: Any = None,
 ):
     """``data`` with bicubic rows and ``<set>_psnr``/``_ssim`` (measured, published, diff) per data set
     of ``spec``, the columns to show ("PSNR/SSIM" pairs) and the notes."""
@@ -220,6 +269,9 @@ def quality_columns(
     bicubic = pd.DataFrame({"model": "bicubic", "scale": scales, "highlight": False})  # never highlighted (no NaN)
     data = pd.concat([bicubic, data], ignore_index=True)
     how: dict[str, dict[str, list[str]]] = {}
+    if store is not None and present:
+        _sweep_quality_columns(models, scales, present, data_root, weights, store, device, force, cluster)
+        force = False  # every cell is stored (or failed) now
     for ds in present:
         psnr, ssim = [float("nan")] * len(data), [float("nan")] * len(data)
         for scale in scales:

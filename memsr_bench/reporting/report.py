@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -89,6 +90,7 @@ def _quality_section(
     sets: Sequence[str],
     force: bool,
     log: Callable[[str], None],
+    cluster: Any = None,
 ) -> str:
     import zoo
     from memsr_bench.reporting.quality import sweep_quality, sweep_upscalers, to_markdown, with_published
@@ -101,6 +103,7 @@ def _quality_section(
         [data_root / name for name in sets],
         store=store,
         force=force,
+        cluster=cluster,
     )
     table = with_published(measured, reference_dir)
     notes = [f"Skipped {s.model} x{s.scale}: {s.reason}." for s in skipped]
@@ -249,6 +252,7 @@ def build_report(
     log: Callable[[str], None] = print,
     extra: ModelChoice | None = None,
     max_memory: int | None = None,
+    cluster: Any = None,
 ) -> Path:
     """Write everything under ``out`` and its index ``out/README.md``; returns the index. ``extra``: the
     user's models, added (highlighted) to the efficiency tables and the compute-vs-memory figure.
@@ -256,7 +260,7 @@ def build_report(
     A rerun whose inputs (code, options, store rows, published tables, data and weights folders) and
     outputs are unchanged since the last run returns at once (:mod:`memsr_bench.reporting.manifest`);
     ``force`` recomputes every cell. Runs with ``extra`` models (their files are outside the digest)
-    are always rebuilt.
+    are always rebuilt. ``cluster``: a ``distributed.Client`` that computes the missing cells.
     """
     from memsr_bench.reporting import manifest
 
@@ -289,12 +293,15 @@ def build_report(
             log=log,
             max_memory=max_memory,
             model_cache=models,
+            cluster=cluster,
         )
         for path in table.write(out / "efficiency" / preset, ("md", "csv")):
             log(f"wrote {path}")
         sections["Efficiency (no data needed)"].append(f"- [efficiency/{preset}.md](efficiency/{preset}.md)")
     if data_root is not None and weights is not None:
-        sections["Quality"] = [_quality_section(out, store, reference_dir, data_root, weights, sets, force, log)]
+        sections["Quality"] = [
+            _quality_section(out, store, reference_dir, data_root, weights, sets, force, log, cluster)
+        ]
     else:
         log("skipped quality tables: give --data-root and --weights (e.g. ../shared/datasets, ../shared/weights)")
     figure_preset = "memsr" if "memsr" in presets else presets[0]

@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -220,12 +221,14 @@ def build_table(
     log: Callable[[str], None] = print,
     max_memory: int | None = None,
     model_cache: dict | None = None,
+    cluster: Any = None,
 ) -> Table:
     """Build one preset (see the module docstring); every measured cell goes through ``store``.
 
     ``max_gmacs``: skip runtime and measured memory above this many G MACs (default
     :data:`CPU_MAX_GMACS` on CPU, no limit on CUDA); ``runtime`` defaults to :data:`CPU_TIMING` on CPU
-    and :data:`CUDA_TIMING` on CUDA.
+    and :data:`CUDA_TIMING` on CUDA. ``cluster``: a ``distributed.Client`` that computes the missing
+    cells (:mod:`memsr_bench.results.jobs`); None computes them here.
     """
     if isinstance(preset, str) and preset not in PRESETS:
         raise MemsrInputError("PRESET", f"unknown table preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -245,6 +248,7 @@ def build_table(
         max_gmacs=max_gmacs,
         force=force,
         max_memory=max_memory,
+        cluster=cluster,
     )
     frame = published_efficiency_columns(frame, spec.source, reference_dir)
     data, columns = _efficiency_columns(frame, spec)
@@ -261,7 +265,7 @@ def build_table(
         from memsr_bench.reporting.quality import quality_columns
 
         data, quality, quality_notes = quality_columns(
-            data, loaded, spec, data_root, weights, reference_dir, store, device, force
+            data, loaded, spec, data_root, weights, reference_dir, store, device, force, cluster
         )
         columns += quality
         notes += quality_notes

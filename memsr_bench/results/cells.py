@@ -10,6 +10,10 @@ not depend on the weights (``checkpoint="any"``).
 - :func:`stored_memory`: measured peak memory (kind ``memory``);
 - :func:`stored_profile`: a :class:`~memsr_bench.measure.profile.Profile` assembled from those cells;
 - :func:`stored_quality`: PSNR/SSIM of an upscaler on a test set, one cell per convention (kind ``quality``).
+
+Each cell is a pair, used the same way here and by the sweeps of :mod:`memsr_bench.results.jobs` (which
+run them locally or on a Dask cluster): a key function (``counts_key``, ``runtime_key``, ``memory_key``,
+``quality_keys``) and a measure function (``measure_counts``, ...) that computes the values.
 """
 
 from __future__ import annotations
@@ -25,7 +29,15 @@ from memsr_bench.results.store import ResultKey, ResultsStore, cached, input_siz
 
 __all__ = [
     "WEIGHTS_INDEPENDENT",
+    "counts_key",
     "device_label",
+    "measure_counts",
+    "measure_memory",
+    "measure_quality",
+    "measure_runtime",
+    "memory_key",
+    "quality_keys",
+    "runtime_key",
     "stored_counts",
     "stored_memory",
     "stored_profile",
@@ -62,20 +74,67 @@ def _key(kind: str, loaded, shape: Sequence[int], conventions: Any, device: str 
     )
 
 
+def counts_key(loaded, shape: Sequence[int]) -> ResultKey:
+    """The key of every count quantity of ``loaded`` at ``shape``."""
+    dtype = str(model_dtype(loaded.module)).removeprefix("torch.")
+    return _key("counts", loaded, shape, {"quantities": _COUNTS_CONVENTION, "dtype": dtype})
+
+
+def measure_counts(loaded, shape: Sequence[int], max_memory: int | None = None) -> dict[str, Any]:
+    """Every count quantity, ``params_used`` and the predicted peaks (one fake pass), with the details."""
+    result = profile(
+        loaded.module, shape, quantities=(*COUNT_QUANTITIES, "params_used"), name=loaded.name, max_memory=max_memory
+    )
+    return {**result.values, "details": result.details}
+
+
 def stored_counts(
     store: ResultsStore | None, loaded, shape: Sequence[int], force: bool = False, max_memory: int | None = None
 ) -> dict[str, Any]:
     """Every count quantity, ``params_used`` and the predicted peaks of ``loaded`` at ``shape``."""
+    return cached(store, counts_key(loaded, shape), lambda: measure_counts(loaded, shape, max_memory), force=force)
 
-    def measure() -> dict[str, Any]:
-        result = profile(
-            loaded.module, shape, quantities=(*COUNT_QUANTITIES, "params_used"), name=loaded.name, max_memory=max_memory
-        )
-        return {**result.values, "details": result.details}
 
-    dtype = str(model_dtype(loaded.module)).removeprefix("torch.")
-    key = _key("counts", loaded, shape, {"quantities": _COUNTS_CONVENTION, "dtype": dtype})
-    return cached(store, key, measure, force=force)
+def runtime_options(options: RuntimeOptions | None, device: str) -> RuntimeOptions:
+    """``options`` with the thread count resolved (it is part of the key, so it must not depend on where
+    the cell runs: a worker times with the threads of the key)."""
+    from dataclasses import replace
+
+    options = options or RuntimeOptions()
+    if options.threads is None and torch.device(device).type == "cpu":
+        options = replace(options, threads=torch.get_num_threads())
+    return options
+
+
+def runtime_key(loaded, shape: Sequence[int], device: str = "cpu", options: RuntimeOptions | None = None) -> ResultKey:
+    """The key of ``loaded``'s runtime at ``shape`` on ``device`` (its name), protocol and threads."""
+    options = runtime_options(options, device)
+    label = device_label(device)
+    conventions = {
+        "protocol": options.convention(),
+        "threads": (options.threads or torch.get_num_threads()) if label.startswith("cpu") else None,
+        "dtype": "float32",
+    }
+    return _key("runtime", loaded, shape, conventions, label)
+
+
+def measure_runtime(
+    loaded,
+    shape: Sequence[int],
+    device: str = "cpu",
+    options: RuntimeOptions | None = None,
+    max_memory: int | None = None,
+) -> dict[str, Any]:
+    """``runtime_ms``, ``runtime_iqr_ms`` and the samples, threads and device name of the timing."""
+    result = profile(
+        loaded.module,
+        shape,
+        quantities=("runtime_ms",),
+        device=device,
+        runtime=runtime_options(options, device),
+        max_memory=max_memory,
+    )
+    return {**result.values, "details": result.details}
 
 
 def stored_runtime(
@@ -88,22 +147,23 @@ def stored_runtime(
     max_memory: int | None = None,
 ) -> dict[str, Any]:
     """``runtime_ms``, ``runtime_iqr_ms`` and the samples, threads and device name of the timing."""
-    options = options or RuntimeOptions()
-    label = device_label(device)
-    threads = options.threads or torch.get_num_threads()
-    conventions = {
-        "protocol": options.convention(),
-        "threads": threads if label.startswith("cpu") else None,
-        "dtype": "float32",
-    }
+    key = runtime_key(loaded, shape, device, options)
+    return cached(store, key, lambda: measure_runtime(loaded, shape, device, options, max_memory), force=force)
 
-    def measure() -> dict[str, Any]:
-        result = profile(
-            loaded.module, shape, quantities=("runtime_ms",), device=device, runtime=options, max_memory=max_memory
-        )
-        return {**result.values, "details": result.details}
 
-    return cached(store, _key("runtime", loaded, shape, conventions, label), measure, force=force)
+def memory_key(loaded, shape: Sequence[int], device: str = "cpu") -> ResultKey:
+    """The key of ``loaded``'s measured peak memory at ``shape`` on ``device``."""
+    return _key("memory", loaded, shape, {"batch": 1, "dtype": "float32"}, device_label(device))
+
+
+def measure_memory(
+    loaded, shape: Sequence[int], device: str = "cpu", max_memory: int | None = None
+) -> dict[str, Any]:
+    """``peak_memory_bytes_measured`` of one forward pass and how it was measured."""
+    result = profile(
+        loaded.module, shape, quantities=("peak_memory_bytes_measured",), device=device, max_memory=max_memory
+    )
+    return {**result.values, "details": result.details}
 
 
 def stored_memory(
@@ -115,15 +175,8 @@ def stored_memory(
     max_memory: int | None = None,
 ) -> dict[str, Any]:
     """``peak_memory_bytes_measured`` of one forward pass and how it was measured."""
-
-    def measure() -> dict[str, Any]:
-        result = profile(
-            loaded.module, shape, quantities=("peak_memory_bytes_measured",), device=device, max_memory=max_memory
-        )
-        return {**result.values, "details": result.details}
-
-    key = _key("memory", loaded, shape, {"batch": 1, "dtype": "float32"}, device_label(device))
-    return cached(store, key, measure, force=force)
+    key = memory_key(loaded, shape, device)
+    return cached(store, key, lambda: measure_memory(loaded, shape, device, max_memory), force=force)
 
 
 def stored_profile(
@@ -167,20 +220,10 @@ def stored_profile(
     )
 
 
-def stored_quality(
-    store: ResultsStore | None,
-    upscaler,
-    test_set,
-    conventions: Sequence,
-    force: bool = False,
-    progress: bool | None = None,
-) -> list:
-    """One :class:`~memsr_bench.evaluate.EvalResult` per convention; the upscaler runs once for all
-    the conventions not stored yet. Keys: the upscaler's name, fingerprint and checkpoint."""
-    from memsr_bench.evaluate import EvalResult, ImageScore, evaluate_conventions
-
-    def key(convention) -> ResultKey:
-        return ResultKey(
+def quality_keys(upscaler, test_set, conventions: Sequence) -> list[ResultKey]:
+    """One key per convention: the upscaler's name, fingerprint and checkpoint, the test set and its LR."""
+    return [
+        ResultKey(
             kind="quality",
             model=upscaler.name,
             checkpoint=upscaler.checkpoint,
@@ -194,19 +237,42 @@ def stored_quality(
             },
             fingerprint=upscaler.fingerprint,
         )
+        for convention in conventions
+    ]
 
-    keys = [key(c) for c in conventions]
+
+def measure_quality(upscaler, test_set, conventions: Sequence, progress: bool | None = None) -> list[dict[str, Any]]:
+    """The stored values of every convention (the upscaler runs once for all), in their order."""
+    from memsr_bench.evaluate import evaluate_conventions
+
+    results = evaluate_conventions(upscaler, test_set, conventions, progress)
+    threads = torch.get_num_threads()
+    device = device_label(str(getattr(upscaler, "device", "cpu")))  # recorded; PSNR barely depends on it
+    return [{**r.to_json(), "threads": threads, "device": device} for r in results]
+
+
+def stored_quality(
+    store: ResultsStore | None,
+    upscaler,
+    test_set,
+    conventions: Sequence,
+    force: bool = False,
+    progress: bool | None = None,
+) -> list:
+    """One :class:`~memsr_bench.evaluate.EvalResult` per convention; the upscaler runs once for all
+    the conventions not stored yet. Keys: the upscaler's name, fingerprint and checkpoint."""
+    from memsr_bench.evaluate import EvalResult, ImageScore
+
+    keys = quality_keys(upscaler, test_set, conventions)
     rows = None if (store is None or force) else [store.get(k) for k in keys]
     if rows is not None and all(r is not None for r in rows):
         stored = [r.values for r in rows]
     else:
-        results = evaluate_conventions(upscaler, test_set, conventions, progress)
-        threads = torch.get_num_threads()
-        device = device_label(str(getattr(upscaler, "device", "cpu")))  # recorded; PSNR barely depends on it
-        stored = [
-            cached(store, k, lambda r=r: {**r.to_json(), "threads": threads, "device": device}, force=True)
-            for k, r in zip(keys, results, strict=True)
-        ]
+        if store is not None:
+            for k in keys:
+                store.check_not_failed(k)
+        values = measure_quality(upscaler, test_set, conventions, progress)
+        stored = [cached(store, k, lambda v=v: v, force=True) for k, v in zip(keys, values, strict=True)]
     return [
         EvalResult(
             model=v["model"],

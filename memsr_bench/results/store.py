@@ -91,6 +91,7 @@ from memsr_bench.errors import MemsrInputError
 __all__ = [
     "ENV_VAR",
     "KEY_FIELDS",
+    "CellFailedError",
     "Failure",
     "PostgresResultsStore",
     "ResultKey",
@@ -265,6 +266,16 @@ _RECORD_FAILURE = (
 )
 
 
+class CellFailedError(MemsrInputError):
+    """A cell that failed in this run's sweep: not tried again by the same run (a rerun tries it)."""
+
+    def __init__(self, key: ResultKey, reason: str):
+        scale = f" x{key.scale}" if key.scale is not None else ""
+        super().__init__(f"{key.model}{scale} {key.kind} {key.data}".rstrip(), f"failed: {reason}")
+        self.key = key
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Failure:
     """A cell that failed: its key, the one-line reason, when (UTC ISO 8601) and on which host."""
@@ -325,6 +336,7 @@ class ResultsStore:
         self._auto_read_only = read_only is None
         self.read_only_reason: str | None = "opened with read_only=True" if read_only else None
         self._lock = threading.RLock()
+        self.failed_this_run: dict[str, str] = {}  # key id -> reason: cells a sweep of this process gave up on
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._check_file()
@@ -684,6 +696,13 @@ class ResultsStore:
         self._write([(_RECORD_FAILURE, (key.id, failure.reason, failure.failed_at, failure.host))], "record")
         return failure
 
+    def check_not_failed(self, key: ResultKey) -> None:
+        """Raise :class:`CellFailedError` if a sweep of this process recorded ``key`` as failed, so that a
+        table built after the sweep shows the reason instead of computing the failing cell again."""
+        reason = self.failed_this_run.get(key.id)
+        if reason is not None:
+            raise CellFailedError(key, reason)
+
     def failures(self) -> list[Failure]:
         """The failed cells recorded and not stored since, oldest first."""
         records = self._read("SELECT key, reason, failed_at, host FROM failures")
@@ -752,6 +771,7 @@ class PostgresResultsStore(ResultsStore):
         self._auto_read_only = read_only is None
         self.read_only_reason = "opened with read_only=True" if read_only else None
         self._lock = threading.RLock()
+        self.failed_this_run: dict[str, str] = {}
         self._conn = None
         self._pid = -1
         try:
@@ -910,6 +930,7 @@ def cached(
         row = store.get(key)
         if row is not None:
             return row.values
+    store.check_not_failed(key)
     start = time.perf_counter()
     values = compute()
     elapsed = time.perf_counter() - start
