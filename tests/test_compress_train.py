@@ -232,3 +232,78 @@ def test_cli_prune_json_summary(data, tmp_path, capsys):
     assert code == 2
     code, out, _ = _cli([*args[:-1], "--resume"], capsys)
     assert code == 0 and "proposed compact configuration: --config n_resblocks=" in out
+
+
+class _PointwiseTeacher(torch.nn.Module):
+    """Nearest x2 upsampling then a 1x1 conv: local and flip-equivariant, so its output on a patch is exactly
+    the patch of its output on the whole image; cached and online targets must then train alike."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.mix = torch.nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        return self.mix(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def test_cached_teacher_targets_train_like_online_ones_for_a_pointwise_teacher(data, tmp_path):
+    results = {}
+    for targets in ("online", "cached"):
+        cfg = _distill_config(data, epochs=1, steps_per_epoch=3, teacher_targets=targets)
+        results[targets] = distill(_PointwiseTeacher(), _student(), cfg, tmp_path / targets, progress=False)
+    online, cached = (results[k] for k in ("online", "cached"))
+    assert [r["multilap"] for r in cached.history] == pytest.approx([r["multilap"] for r in online.history], rel=1e-5)
+    for key, value in _weights(online.model).items():
+        torch.testing.assert_close(_weights(cached.model)[key], value, rtol=1e-4, atol=1e-6)
+    # a real network is not pointwise: its cached targets differ from the online ones (patch borders)
+    cfg = _distill_config(data, epochs=1, steps_per_epoch=2)
+    a = distill(_edsr(seed=1), _student(), cfg, tmp_path / "edsr-online", progress=False)
+    cfg = _distill_config(data, epochs=1, steps_per_epoch=2, teacher_targets="cached")
+    b = distill(_edsr(seed=1), _student(), cfg, tmp_path / "edsr-cached", progress=False)
+    assert a.history[0]["l1"] == b.history[0]["l1"]  # the same patches
+    assert a.history[0]["multilap"] != b.history[0]["multilap"]
+
+
+def test_sampler_targets_follow_the_patches(data):
+    from memsr_bench.memsr.data import PatchSampler
+
+    sampler = PatchSampler(data["train"], 2, 8, seed=4)
+    plain = PatchSampler(data["train"], 2, 8, seed=4).sample(6)
+    sampler.set_targets([im.hr.astype(np.float32) for im in sampler.images])
+    lr, hr, target = sampler.sample(6, with_targets=True)
+    assert torch.equal(lr, plain[0]) and torch.equal(hr, plain[1]) and torch.equal(target, hr)
+    with pytest.raises(ValueError, match="shape"):
+        sampler.set_targets([im.lr.astype(np.float32) for im in sampler.images])
+
+
+def test_distill_validates_the_raw_student_beside_the_ema_and_skips_an_unused_teacher(data, tmp_path):
+    class Refusing(torch.nn.Module):
+        def forward(self, x):
+            raise AssertionError("the teacher ran although lap_weight is 0")
+
+    cfg = _distill_config(data, epochs=1, steps_per_epoch=3, lap_weight=0.0, l1_weight=1.0, val_dir=str(data["val"]))
+    for targets in ("online", "cached"):
+        cfg.teacher_targets = targets
+        result = distill(Refusing(), _student(), cfg, tmp_path / targets, ema=0.5, progress=False)
+        last = result.history[-1]
+        assert {"val_psnr", "val_raw_psnr"} <= set(last) and last["val_psnr"] != last["val_raw_psnr"]
+        assert all(r["multilap"] == 0 for r in result.history)
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks", "width"),
+    [
+        ("edsr-mini", 8, 16),
+        ("imdn", 6, 64),
+        ("rfdn", 6, 48),
+        ("rlfn", 6, 52),
+        ("carn", 3, 64),
+        ("latticenet", 4, 64),
+        ("swinir-mini", 3, 24),
+        ("fmen-s", 9, 50),  # the HFAB in its warm-up, 4 ERBs, 4 HFABs; ERB convs expand to 100 inside
+    ],
+)
+def test_prune_structure_finds_the_repeated_blocks_and_the_shared_width(name, blocks, width):
+    structure = ct._structure(load_model(name, 2).module)
+    assert (len(structure.blocks), structure.base_channels) == (blocks, width)

@@ -141,6 +141,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         l1_weight=args.l1_weight,
         lap_weight=args.lap_weight,
         teacher_loss=args.teacher_loss,
+        teacher_targets=args.teacher_targets,
     )
     result = distill(
         teacher,
@@ -307,6 +308,13 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         choices=("multilap", "l1"),
         default="multilap",
         help="term matching the teacher: multilap (released) or l1 (plain output distillation)",
+    )
+    p.add_argument(
+        "--teacher-targets",
+        choices=("online", "cached"),
+        default="online",
+        help="online: the teacher runs on every patch (released); cached: once on each whole training image "
+        "before training, its output cut like the HR patches (no teacher pass per step; small training sets)",
     )
     _add_run_args(p, "Adam learning rate (2e-4)", 48)
     p.set_defaults(run=_cmd_distill)

@@ -24,6 +24,7 @@ __all__ = [
     "channel_density",
     "default_block_name",
     "layer_density",
+    "repeated_blocks",
     "propose_compact_config",
     "released_weight_density",
 ]
@@ -66,6 +67,38 @@ def default_block_name(layer_name: str) -> str:
     if len(parts) >= 2 and parts[1].isdigit():
         return f"{parts[0]}.{parts[1]}"
     return parts[0]
+
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def repeated_blocks(model: nn.Module) -> tuple[str, ...]:
+    """Names of the model's outermost repeated blocks, in module order.
+
+    A candidate is a module class (not a container or a single layer) with two or more instances holding
+    two or more conv/linear layers each (a lone conv with an activation is a layer, not a block); the blocks
+    are the instances of the candidates not nested inside another candidate's instance (EDSR's ``ResBlock``,
+    IMDN's ``IMDModule``, RLFN's ``RLFB``, CARN's cascading ``Block``, SwinIR's ``RSTB``; FMEN's ``ERB`` and
+    ``HFAB`` together). Empty when nothing repeats.
+    """
+    with_layers = {
+        name: module
+        for name, module in model.named_modules()
+        if name
+        and not isinstance(module, (*_CONTAINERS, *_LAYER_TYPES))
+        and sum(isinstance(m, _LAYER_TYPES) for m in module.modules()) >= 2
+    }
+    by_class: dict[type, list[str]] = {}
+    for name, module in with_layers.items():
+        by_class.setdefault(type(module), []).append(name)
+    candidates = [n for names in by_class.values() if len(names) >= 2 for n in names]
+
+    def inside(name: str, other: str) -> bool:
+        return name.startswith(other + ".")
+
+    outer = [n for n in candidates if not any(inside(n, o) for o in candidates if o != n)]
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    return tuple(sorted(outer, key=order.__getitem__))
 
 
 def block_density(model: nn.Module, block_prefixes: Sequence[str] | None = None) -> dict[str, float]:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,10 +48,12 @@ from memsr_bench.compress.density import (
     default_block_name,
     layer_density,
     propose_compact_config,
+    repeated_blocks,
 )
 from memsr_bench.compress.obproxsg import OBProxSG
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.losses import MIN_SIZE, SIZE_MULTIPLE, MultiLapLoss
+from memsr_bench.measure.guard import available_memory_bytes, ensure_fits
 from memsr_bench.memsr.data import PatchSampler
 from memsr_bench.memsr.modelio import TRAIN_FORMAT, arch_of
 from memsr_bench.memsr.train import (
@@ -64,6 +67,7 @@ from memsr_bench.memsr.train import (
     to_cpu,
 )
 from memsr_bench.torch_files import load_weights_only
+from memsr_bench.units import format_bytes
 
 __all__ = [
     "DATA_LOSSES",
@@ -166,6 +170,9 @@ class PruneConfig(_RunConfig):
 
 
 TEACHER_LOSSES = ("multilap", "l1")
+# "online": the teacher runs on every training patch, as released; "cached": it runs once on every whole
+# training LR image before training and its outputs are cut like the HR patches (no teacher cost per step).
+TEACHER_TARGETS = ("online", "cached")
 
 
 @dataclass
@@ -177,11 +184,16 @@ class DistillConfig(_RunConfig):
     l1_weight: float = 0.1
     lap_weight: float = 1.0
     teacher_loss: str = "multilap"  # or "l1": plain L1 to the teacher's output (the ablation's baseline)
+    teacher_targets: str = "online"  # or "cached" (see TEACHER_TARGETS)
 
     def check(self) -> None:
         super().check()
         if self.teacher_loss not in TEACHER_LOSSES:
             raise MemsrInputError("--teacher-loss", f"must be one of {TEACHER_LOSSES}, not {self.teacher_loss!r}")
+        if self.teacher_targets not in TEACHER_TARGETS:
+            raise MemsrInputError(
+                "--teacher-targets", f"must be one of {TEACHER_TARGETS}, not {self.teacher_targets!r}"
+            )
         for name in ("l1_weight", "lap_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
@@ -324,13 +336,19 @@ class _Run:
         lr, hr = self.sampler.sample(self.config.batch_size)
         return lr.to(self.device), hr.to(self.device) / 255.0
 
-    def validate(self, model: nn.Module, epoch: int, name: str) -> dict[str, float]:
+    def batch_with_targets(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Like :meth:`batch`, with the patches of the targets attached to the sampler (0..1)."""
+        lr, hr, target = self.sampler.sample(self.config.batch_size, with_targets=True)
+        return lr.to(self.device), hr.to(self.device) / 255.0, target.to(self.device)
+
+    def validate(self, model: nn.Module, epoch: int, name: str, key: str = "val") -> dict[str, float]:
+        """``{key}_psnr``, ``{key}_ssim``, ``{key}_seconds`` after the epochs that validate, else ``{}``."""
         c = self.config
         if not c.val_dir or ((epoch + 1) % c.val_every and epoch + 1 != c.epochs):
             return {}
         t_val = time.perf_counter()
         psnr, ssim = evaluate_model(model, c.val_dir, c.scale, self.device, name)
-        return {"val_psnr": psnr, "val_ssim": ssim, "val_seconds": time.perf_counter() - t_val}
+        return {f"{key}_psnr": psnr, f"{key}_ssim": ssim, f"{key}_seconds": time.perf_counter() - t_val}
 
     def write_history(self, name: str, extra: dict[str, Any] | None = None) -> Path:
         path = self.out / HISTORY
@@ -461,7 +479,7 @@ class _Structure:
 
 def _structure(model: nn.Module) -> _Structure:
     """Blocks and width-carrying layers: EDSR's residual blocks ``body.i`` and its ``body.*`` convs; for
-    other models the numbered children of top-level containers (``layers.i``) and the layers in them."""
+    other models their outermost repeated blocks (:func:`repeated_blocks`) and the layers in them."""
     from zoo.edsr import EDSR
 
     names = list(layer_density(model))
@@ -471,11 +489,17 @@ def _structure(model: nn.Module) -> _Structure:
         blocks = tuple(f"body.{i}" for i in range(len(model.body) - 1))
         width = tuple(n for n in names if n.startswith("body."))
         return _Structure(blocks, width, int(model.head[0].out_channels), ("n_resblocks", "n_feats"))
-    groups = list(dict.fromkeys(default_block_name(n) for n in names))
-    blocks = tuple(g for g in groups if "." in g) or tuple(groups)
-    width = tuple(n for n in names if default_block_name(n) in blocks)
+    blocks = repeated_blocks(model)
+    if blocks:
+        width = tuple(n for n in names if any(n.startswith(b + ".") for b in blocks))
+    else:  # nothing repeats (e.g. FSRCNN): every top-level group is a block
+        blocks = tuple(dict.fromkeys(default_block_name(n) for n in names))
+        width = tuple(names)
     modules = dict(model.named_modules())
-    counts = Counter(int(modules[n].weight.shape[0]) for n in width)
+    # The width blocks pass on is what each block's first layer reads (inner expansions, such as the 2x
+    # width of FMEN's re-parameterisable ERB convs, are more numerous but not shared between blocks).
+    firsts = [next(n for n in width if n.startswith(b + ".") or n == b) for b in blocks]
+    counts = Counter(int(modules[n].weight.shape[1] * getattr(modules[n], "groups", 1)) for n in firsts)
     base = max(counts, key=lambda k: (counts[k], k))  # the most common width (ties: the wider)
     return _Structure(blocks, width, base, ("blocks", "channels"))
 
@@ -686,6 +710,36 @@ def _density_figure(path: Path, rows: list[dict[str, Any]], blocks: list[str], n
 # ------------------------------------------------------------------------------------ distillation
 
 
+def _cache_teacher_targets(teacher: nn.Module, run: _Run, input_range: float) -> list[np.ndarray]:
+    """The teacher's output (0..1, float32, HR-sized) on every whole training LR image, in the sampler's order.
+
+    Refused in one line when the cache would take more than half of the memory available now (it is
+    meant for small training sets such as T91: about 12 bytes per HR pixel); each image's forward pass
+    goes through :func:`ensure_fits` first.
+    """
+    images = run.sampler.images
+    cache_bytes = sum(im.hr.size * 4 for im in images)
+    available = available_memory_bytes()
+    if cache_bytes > available // 2:
+        raise MemsrInputError(
+            "--teacher-targets",
+            f"cached teacher outputs of {len(images)} training images need {format_bytes(cache_bytes)}, more "
+            f"than half of the {format_bytes(available)} available now: use --teacher-targets online",
+        )
+    targets = []
+    with torch.no_grad():
+        for im in tqdm(images, desc="teacher outputs", unit="image", disable=None, leave=False):
+            lr = torch.from_numpy(np.ascontiguousarray(im.lr.transpose(2, 0, 1))).to(torch.float32)[None]
+            ensure_fits(teacher, lr.shape, run.device.type, what=f"the teacher on training image {im.name}")
+            out = _forward01(teacher, lr.to(run.device), input_range)[0]
+            if out.shape[1:] != im.hr.shape[:2]:
+                raise MemsrInputError(
+                    "TEACHER", f"output {tuple(out.shape[1:])} for {im.name}, expected {im.hr.shape[:2]} (HR size)"
+                )
+            targets.append(out.permute(1, 2, 0).contiguous().cpu().numpy())
+    return targets
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters(), strict=True):
@@ -708,9 +762,14 @@ def distill(
     """Train ``student`` (in place) to match the frozen ``teacher``'s outputs and the HR patches.
 
     Loss per step: ``lap_weight · MultiLap(S(LR), T(LR)) + l1_weight · L1(S(LR), HR)``, in 0..1
-    (``teacher_loss="l1"``: ``L1(S(LR), T(LR))`` in place of MultiLap, logged under the same key). With ``ema``
-    (a decay in (0, 1), e.g. 0.999) an exponential moving average of the student is kept after every step;
-    it is what is validated, saved as the checkpoint's model and returned. ``out_dir`` receives
+    (``teacher_loss="l1"``: ``L1(S(LR), T(LR))`` in place of MultiLap, logged under the same key). With
+    ``teacher_targets="cached"``, ``T(LR)`` is the patch of the teacher's output on the whole training image
+    (computed once, flipped like the patch) instead of the teacher's output on the patch: the same patches
+    and random draws, no teacher pass per step, and targets without the patch-border effects of the teacher
+    (not identical to the released online targets; for networks that are not flip-equivariant or not local
+    the two differ slightly more). With ``ema`` (a decay in (0, 1), e.g. 0.999) an exponential moving average
+    of the student is kept after every step; it is what is validated (``val_*``), saved as the checkpoint's
+    model and returned, and the trained weights are validated too (``val_raw_*``). ``out_dir`` receives
     ``checkpoint.pt`` and ``history.json`` (loss terms every ``log_every`` steps and at each epoch end).
     """
     if ema is not None and not 0.0 < ema < 1.0:
@@ -738,13 +797,28 @@ def distill(
             ema_model.load_state_dict(run.state["model"])
         optimizer.load_state_dict(run.state["optimizer"])
         run.restore_rng()
+    # lap_weight 0 (training from scratch beside distilled runs) reads no teacher output: none is computed,
+    # and the patches are the same (the sampler's draws do not depend on the targets).
+    uses_teacher = config.lap_weight > 0
+    cached = uses_teacher and config.teacher_targets == "cached"
+    if cached:
+        run.sampler.set_targets(_cache_teacher_targets(teacher, run, t_range))
 
     def step_fn(step: int) -> dict[str, Tensor]:
-        lr_batch, hr01 = run.batch()
-        with torch.no_grad():
-            target = _forward01(teacher, lr_batch, t_range)
+        if cached:
+            lr_batch, hr01, target = run.batch_with_targets()
+        else:
+            lr_batch, hr01 = run.batch()
+            if uses_teacher:
+                with torch.no_grad():
+                    target = _forward01(teacher, lr_batch, t_range)
         sr = _forward01(student, lr_batch, s_range)
-        lap = multilap(sr, target) if config.teacher_loss == "multilap" else F.l1_loss(sr, target)
+        if not uses_teacher:
+            lap = sr.new_zeros(())
+        elif config.teacher_loss == "multilap":
+            lap = multilap(sr, target)
+        else:
+            lap = F.l1_loss(sr, target)
         l1 = F.l1_loss(sr, hr01)
         loss = config.lap_weight * lap + config.l1_weight * l1
         optimizer.zero_grad(set_to_none=True)
@@ -760,6 +834,7 @@ def distill(
         val = run.validate(result_model, epoch, name)
         extra: dict[str, Any] = {"model": result_model, "ema_decay": ema}
         if ema_model is not None:
+            val.update(run.validate(student, epoch, f"{name} (raw)", key="val_raw"))
             extra["train_model"] = {k: v.detach().cpu() for k, v in student.state_dict().items()}
         return val, extra
 

@@ -100,25 +100,46 @@ class PatchSampler:
         self.images = images
         self.skipped = skipped
         self.rng = np.random.default_rng(seed)
+        self.targets: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(lr, hr)``: float32 ``(B, 3, p, p)`` and ``(B, 3, sp, sp)`` in 0..255."""
+    def set_targets(self, targets: list[np.ndarray]) -> None:
+        """Attach one float32 ``sh x sw x 3`` array per image (e.g. a teacher's output on the whole LR
+        image): :meth:`sample` with ``with_targets=True`` then cuts them at the HR patch positions."""
+        if len(targets) != len(self.images):
+            raise ValueError(f"{len(targets)} targets for {len(self.images)} images")
+        for im, target in zip(self.images, targets, strict=True):
+            if target.shape != im.hr.shape:
+                raise ValueError(f"{im.name}: target of shape {target.shape}, HR image of shape {im.hr.shape}")
+        self.targets = targets
+
+    def sample(self, batch_size: int, with_targets: bool = False) -> tuple[torch.Tensor, ...]:
+        """``(lr, hr)``: float32 ``(B, 3, p, p)`` and ``(B, 3, sp, sp)`` in 0..255; with ``with_targets``
+        also the attached targets' patches ``(B, 3, sp, sp)``, cut and flipped like ``hr``. The random
+        draws do not depend on ``with_targets``: both give the same patches for the same state."""
+        if with_targets and self.targets is None:
+            raise ValueError("no targets attached: call set_targets first")
         p, s = self.patch_size, self.scale
-        lrs, hrs = [], []
+        lrs, hrs, targets = [], [], []
         for _ in range(batch_size):
-            im = self.images[int(self.rng.integers(len(self.images)))]
+            index = int(self.rng.integers(len(self.images)))
+            im = self.images[index]
             h, w = im.lr.shape[:2]
             y, x = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
-            lr = im.lr[y : y + p, x : x + p]
-            hr = im.hr[y * s : (y + p) * s, x * s : (x + p) * s]
+            window = slice(y * s, (y + p) * s), slice(x * s, (x + p) * s)
+            lr, hr = im.lr[y : y + p, x : x + p], im.hr[window]
+            target = self.targets[index][window] if with_targets else None
             if self.augment:
                 code = int(self.rng.integers(8))
                 lr, hr = _augment(lr, code), _augment(hr, code)
+                target = _augment(target, code) if with_targets else None
             lrs.append(lr)
             hrs.append(hr)
+            targets.append(target)
+        if with_targets:
+            return _to_tensor(lrs), _to_tensor(hrs), _to_tensor(targets)
         return _to_tensor(lrs), _to_tensor(hrs)
 
     def get_state(self) -> dict:
