@@ -2,20 +2,34 @@
 
 How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 
-* ``RUNTIME_ALLOWANCE_BYTES`` (256 MiB): a fixed allowance for what the runtime itself holds. Measured
-  once: the process RSS right after ``import torch, numpy, PIL, memsr_bench.model, zoo`` on Linux x86-64
-  with torch 2.13 CPU was 220 MiB (``VmRSS`` 225,884 kB); 256 MiB rounds it up. It is not re-measured.
-* the host buffers: the uint8 LR input (``3·H·W``) and the uint8 SR output (``3·sH·sW``), held whole;
-* one tile at a time: its predicted tensor peak (:func:`~memsr_bench.measure.memory_model.predict_peak_memory`,
-  weights and input included) plus its host-side conversion temporaries (``ModelUpscaler``: float64 and
-  float32 copies of the LR tile, float32 copies of the SR tile before rounding, and for Y-only models the
-  float64 YCbCr planes of the bicubic chroma), estimated as ``_HOST_LR_BYTES`` per LR tile pixel and
-  channel plus ``_HOST_SR_BYTES`` (``_HOST_SR_BYTES_Y`` for Y-only models) per SR tile pixel.
+* ``RUNTIME_ALLOWANCE_BYTES`` (320 MiB): a fixed allowance for what the runtime itself holds. Measured
+  once on Linux x86-64 with torch 2.13 CPU: the process RSS (``VmHWM``) is 220 MiB after
+  ``import torch``, 236 MiB once fmen-s-deploy is loaded and 310 MiB after the receptive-field analysis
+  and the planning (fake-tensor passes import and keep torch's tracing machinery); 320 MiB rounds it up.
+  It is not re-measured at run time.
+* the host buffers: the uint8 LR input (``3·H·W``) and the uint8 SR output, held whole by
+  :func:`upscale_image` (``3·sH·sW``); :func:`upscale_to_png` holds only one band of output rows
+  (one row of tiles, ``3·s·tile_h·sW``) plus the PNG writer's temporaries, and streams the rest to the file;
+* one tile at a time: its predicted tensor peak
+  (:func:`~memsr_bench.measure.memory_model.predict_peak_memory`, weights and input included) raised by
+  the column buffer of PyTorch's native CPU convolution (im2col: ``C_in/groups · kh · kw`` floats per
+  output pixel, allocated inside the kernel and invisible to the tensor timeline; e.g. 1800 bytes per
+  pixel for a 3x3 conv of 50 channels, measured as RSS), plus the host-side conversion temporaries of
+  ``ModelUpscaler`` (``_host_bytes``).
 
-The tile size is the largest square core (a multiple of the model's grid) whose padded tile
-(core + 2·halo, clipped at the image) fits what is left after the first two items; the peak-vs-size
-model (:func:`~memsr_bench.measure.memory_model.peak_vs_input_size`) gives the first guess and each
-candidate is checked by prediction. A budget where even a 16x16 core does not fit is refused.
+Two measured corrections make the whole process stay within the budget (RSS, ``VmHWM``): the tile's
+predicted peak is raised by ``_PEAK_MARGIN`` (5 %: fmen-s-deploy on a 400x400 tile peaked 432 MiB above the
+runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 1 MiB or more
+with its own mapping (:func:`return_freed_blocks`), so that a freed feature map goes back to the OS at once.
+Without it glibc's dynamic threshold (up to 32 MiB) keeps freed tensors in per-thread heaps and RSS
+grows past the prediction from tile to tile (carn-m, 300x300 tiles: 1.49 GiB predicted and measured with
+the fixed threshold, 1.81 GiB without).
+
+The tiling is chosen to minimise compute: over the numbers of tile rows and columns, the tiles of equal
+size (a multiple of the model's grid) whose padded tile (core + 2·halo, clipped at the image) and band fit
+what is left of the budget, with the least total padded area (the halo is recomputed by each tile); ties go
+to fewer tiles. An affine fit of the tile cost in the padded area screens candidates, and the chosen one is
+checked by prediction. A budget where even a 16x16 core does not fit is refused.
 
 Exactness. For a *local* model that is not ``size_dependent`` (see
 :mod:`memsr_bench.measure.receptive_field`) the halo is the receptive radius rounded up to the model's
@@ -37,12 +51,16 @@ the whole image fits the budget the deviation from whole-image inference is meas
 from __future__ import annotations
 
 import math
+import platform
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.receptive_field import ReceptiveField, receptive_field
@@ -54,18 +72,26 @@ __all__ = [
     "RUNTIME_ALLOWANCE_BYTES",
     "TilingPlan",
     "native_cpu_kernels",
+    "peak_with_conv_workspace",
     "plan_tiling",
+    "return_freed_blocks",
     "tile_budget",
     "upscale_image",
+    "upscale_to_png",
 ]
 
-RUNTIME_ALLOWANCE_BYTES = 256 * 2**20  # measured RSS after importing torch & co: 220 MiB, rounded up
+RUNTIME_ALLOWANCE_BYTES = 320 * 2**20  # measured RSS after imports, model and fake passes: 310 MiB, rounded up
 MIN_TILE = 16  # LR pixels: the smallest tile core accepted
 APPROX_HALO = 32  # LR pixels: the least halo for models whose tiles are not exact
 _BICUBIC_HALO = 4  # LR pixels: the chroma of Y-only models (MATLAB bicubic, 4 taps, mirrored borders)
-_HOST_LR_BYTES = 16  # per LR tile pixel and input channel: float64 planes, float32 copy, scaled copy
-_HOST_SR_BYTES = 3 * 20  # per SR tile pixel (RGB): float32 output, rescaled, clamped, rounded, uint8
-_HOST_SR_BYTES_Y = 3 * 56  # per SR tile pixel (Y-only): plus the bicubic chroma and float64 YCbCr planes
+# Host temporaries of ModelUpscaler per tile pixel (the float32 model input and output are in the tensor peak):
+_HOST_LR_BYTES = 3  # RGB: the uint8 copy of the LR tile
+_HOST_SR_BYTES = 6  # RGB, per SR pixel: the isfinite mask and the uint8 result
+_HOST_LR_BYTES_Y = 48  # Y-only, per LR pixel: uint8 copy, float64 YCbCr planes, float32 luma
+_HOST_SR_BYTES_Y = 3 * 56  # Y-only, per SR pixel: the bicubic chroma and float64 YCbCr planes
+_MAX_CHECKS = 24  # tile sizes checked by prediction before the planner settles for the smallest
+_PEAK_MARGIN = 1.05  # measured RSS of a tile pass over its prediction (module docstring)
+_MMAP_THRESHOLD = 2**20  # bytes: larger blocks get their own mapping, returned to the OS when freed
 
 
 @dataclass(frozen=True)
@@ -83,9 +109,11 @@ class TilingPlan:
     reason: str | None  # why not exact (from the receptive-field analysis)
     budget_bytes: int
     runtime_allowance_bytes: int
-    host_buffers_bytes: int
-    tile_peak_bytes: int  # predicted tensor peak of the largest padded tile, weights included
+    host_buffers_bytes: int  # uint8 input + output (whole, or one band and the PNG writer when streaming)
+    tile_peak_bytes: int  # predicted tensor peak + conv workspace of the largest padded tile (+5 %), weights included
     tile_host_bytes: int  # host temporaries of the largest padded tile
+    stream: bool = False  # output streamed to a PNG band by band (host_buffers holds one band)
+    compute_ratio: float = 1.0  # LR pixels run through the model (padded tiles) / LR pixels of the image
     deviation: dict[str, float] | None = None  # approximate mode: vs whole-image inference, if measured
     deviation_note: str | None = None
     seconds: float | None = None
@@ -101,8 +129,9 @@ class TilingPlan:
         mode = "exact" if self.exact else "approximate"
         return (
             f"{self.model} x{self.scale}: LR {self.lr_size[0]}x{self.lr_size[1]} in {self.n_tiles} tile(s) of "
-            f"{self.tile[0]}x{self.tile[1]} + halo {self.halo} (grid {self.grid}, {mode}); "
-            f"{format_bytes(self.total_bytes)} of {format_bytes(self.budget_bytes)}"
+            f"{self.tile[0]}x{self.tile[1]} + halo {self.halo} (grid {self.grid}, {mode}, "
+            f"{self.compute_ratio:.3f}x the pixels); {format_bytes(self.total_bytes)} of "
+            f"{format_bytes(self.budget_bytes)}"
         )
 
 
@@ -114,28 +143,88 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+class _ConvWorkspace(TorchDispatchMode):
+    """Records, for each 2-D convolution of a fake pass, the bytes of the column buffer (im2col) that
+    PyTorch's native CPU kernel allocates while it runs. Measured (RSS, torch 2.13): ``C_in/groups · kh
+    · kw`` elements per output pixel for a kernel other than 1x1/stride 1/no padding, per group; grouped
+    convolutions also copy their inputs and outputs per group, counted here as well."""
+
+    _OPS = ("conv2d", "convolution")
+
+    def __init__(self):
+        super().__init__()
+        self.bytes: list[int] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket.__name__ in self._OPS:
+            self.bytes.append(self._workspace(args, out))
+        return out
+
+    @staticmethod
+    def _workspace(args, out) -> int:
+        x, weight = args[0], args[1]
+        groups = int(args[-1]) if isinstance(args[-1], int) else 1
+        if x.dim() != 4 or weight.dim() != 4:
+            return 0
+        kh, kw = int(weight.shape[2]), int(weight.shape[3])
+        stride = args[3] if len(args) > 3 else 1
+        padding = args[4] if len(args) > 4 else 0
+        trivial = (kh, kw) == (1, 1) and all(int(v) == 1 for v in _pair(stride)) and _no_padding(padding)
+        item = x.element_size()
+        n, _, oh, ow = (int(v) for v in out.shape)
+        columns = 0 if trivial else n * int(weight.shape[1]) * kh * kw * oh * ow * item
+        copies = (x.numel() + out.numel()) * item if groups > 1 else 0
+        return columns + copies
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+
+
+def _no_padding(padding) -> bool:
+    if isinstance(padding, str):
+        return padding == "valid"
+    return all(int(v) == 0 for v in _pair(padding))
+
+
+def peak_with_conv_workspace(module: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """Predicted tensor peak of ``module`` on ``shape`` with each convolution's native CPU column buffer
+    added to the live bytes at that convolution (conservatively to the peak if they cannot be matched)."""
+    from memsr_bench.measure.memory_model import predict_peak_memory
+
+    workspace = _ConvWorkspace()
+    prediction = predict_peak_memory(module, shape, observers=[workspace])
+    ops = ("aten.conv2d", "aten.convolution")
+    at_convs = [live for name, live in prediction.timeline if name.split(" @")[0] in ops]
+    if len(at_convs) == len(workspace.bytes):
+        during = [live + ws for live, ws in zip(at_convs, workspace.bytes, strict=True)]
+        return max([prediction.peak_bytes, *during])
+    return prediction.peak_bytes + max(workspace.bytes, default=0)
+
+
 class _Costs:
-    """Predicted bytes of a padded tile ``(h, w)``: tensor peak and host temporaries (memoised)."""
+    """Predicted bytes of a padded tile ``(h, w)``: tensor peak with conv workspace, host temporaries (memoised)."""
 
     def __init__(self, loaded, channels: int):
         self.module = loaded.module
         self.scale = loaded.scale
         self.channels = channels
-        self.sr_bytes = _HOST_SR_BYTES_Y if channels == 1 else _HOST_SR_BYTES
+        self.lr_bytes, self.sr_bytes = (
+            (_HOST_LR_BYTES_Y, _HOST_SR_BYTES_Y) if channels == 1 else (_HOST_LR_BYTES, _HOST_SR_BYTES)
+        )
         self.cache: dict[tuple[int, int], int] = {}
 
     def peak(self, h: int, w: int) -> int:
-        from memsr_bench.measure.memory_model import predict_peak_memory
-
         if (h, w) not in self.cache:
-            self.cache[(h, w)] = predict_peak_memory(self.module, (1, self.channels, h, w)).peak_bytes
+            self.cache[(h, w)] = peak_with_conv_workspace(self.module, (1, self.channels, h, w))
         return self.cache[(h, w)]
 
     def host(self, h: int, w: int) -> int:
-        return h * w * self.channels * _HOST_LR_BYTES + h * w * self.scale**2 * self.sr_bytes
+        return h * w * self.lr_bytes + h * w * self.scale**2 * self.sr_bytes
 
     def total(self, h: int, w: int) -> int:
-        return self.peak(h, w) + self.host(h, w)
+        return int(self.peak(h, w) * _PEAK_MARGIN) + self.host(h, w)
 
 
 def _halo(rf: ReceptiveField, channels: int) -> tuple[int, int, bool, str | None]:
@@ -150,23 +239,59 @@ def _halo(rf: ReceptiveField, channels: int) -> tuple[int, int, bool, str | None
     return grid, _round_up(halo, grid), exact, reason
 
 
-def _padded(core: int, halo: int, height: int, width: int) -> tuple[int, int]:
-    return min(height, min(core, height) + 2 * halo), min(width, min(core, width) + 2 * halo)
+def _spans(length: int, core: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """(core start, core end, padded start, padded end) along one axis of ``length`` LR pixels."""
+    return [
+        (start, min(start + core, length), max(0, start - halo), min(length, start + core + halo))
+        for start in range(0, length, core)
+    ]
 
 
-def tile_budget(loaded, lr_size: tuple[int, int], core: int, rf: ReceptiveField | None = None) -> int:
-    """The ``max_memory_bytes`` at which :func:`plan_tiling` can choose an LR tile core of ``core`` pixels
-    (rounded up to the model's grid) for an image of ``lr_size``: runtime allowance + uint8 host buffers +
-    the padded tile's predicted peak and host temporaries."""
+def _padded_length(length: int, core: int, halo: int) -> int:
+    """LR pixels run through the model along one axis: the sum of the padded spans."""
+    return sum(p1 - p0 for _, _, p0, p1 in _spans(length, core, halo))
+
+
+def _largest_padded(length: int, core: int, halo: int) -> int:
+    return max(p1 - p0 for _, _, p0, p1 in _spans(length, core, halo))
+
+
+def _png_writer_bytes(width_hr: int) -> int:
+    """The streaming PNG writer's temporaries: a filtered pass of rows, its compressed output, zlib's state."""
+    from memsr_bench.data.image_io import PngStreamWriter
+
+    return 2 * PngStreamWriter._ROWS_PER_PASS * (3 * width_hr + 1) + 4 * 2**20
+
+
+def _host_buffers(height: int, width: int, scale: int, core_h: int, stream: bool) -> int:
+    """uint8 input + output (whole, or one band of ``core_h`` LR rows and the PNG writer when streaming)."""
+    if not stream:
+        return 3 * height * width * (1 + scale**2)
+    band_rows = min(core_h, height) * scale
+    return 3 * height * width + 3 * band_rows * width * scale + _png_writer_bytes(width * scale)
+
+
+def tile_budget(
+    loaded,
+    lr_size: tuple[int, int],
+    core: int,
+    rf: ReceptiveField | None = None,
+    *,
+    stream: bool = False,
+) -> int:
+    """The ``max_memory_bytes`` at which :func:`plan_tiling` can choose LR tile cores of ``core`` x ``core``
+    pixels (rounded up to the model's grid) for an image of ``lr_size``: runtime allowance + host buffers +
+    the padded tile's predicted peak and host temporaries. (The planner may then prefer another shape of the
+    same cost that needs less compute.)"""
     channels = _channels(loaded)
     if rf is None:
         rf = receptive_field(loaded.module, loaded.scale, name=loaded.name, channels=channels)
     grid, halo, _, _ = _halo(rf, channels)
     height, width = (int(v) for v in lr_size)
-    padded = _padded(_round_up(core, grid), halo, height, width)
-    return (
-        RUNTIME_ALLOWANCE_BYTES + 3 * height * width * (1 + loaded.scale**2) + _Costs(loaded, channels).total(*padded)
-    )
+    core = _round_up(core, grid)
+    padded = (_largest_padded(height, core, halo), _largest_padded(width, core, halo))
+    host = _host_buffers(height, width, loaded.scale, core, stream)
+    return RUNTIME_ALLOWANCE_BYTES + host + _Costs(loaded, channels).total(*padded)
 
 
 def plan_tiling(
@@ -174,9 +299,12 @@ def plan_tiling(
     lr_size: tuple[int, int],
     max_memory_bytes: int,
     rf: ReceptiveField | None = None,
+    *,
+    stream: bool = False,
 ) -> TilingPlan:
     """The tiling of an LR image of ``lr_size`` (H, W) for ``loaded`` (a :class:`~memsr_bench.model.LoadedModel`)
-    within ``max_memory_bytes``; ``rf`` is its receptive field (analysed here if not given).
+    within ``max_memory_bytes``; ``rf`` is its receptive field (analysed here if not given); ``stream``:
+    the output is written band by band (:func:`upscale_to_png`) instead of held whole.
 
     Raises :class:`MemsrInputError` if the budget does not hold even a 16x16 tile.
     """
@@ -185,42 +313,28 @@ def plan_tiling(
     if rf is None:
         rf = receptive_field(loaded.module, loaded.scale, name=loaded.name, channels=channels)
     grid, halo, exact, reason = _halo(rf, channels)
-    host_buffers = 3 * height * width * (1 + loaded.scale**2)
-    left = max_memory_bytes - RUNTIME_ALLOWANCE_BYTES - host_buffers
     costs = _Costs(loaded, channels)
+    base = max_memory_bytes - RUNTIME_ALLOWANCE_BYTES
 
-    def padded(core: int) -> tuple[int, int]:
-        return _padded(core, halo, height, width)
-
-    def fits(core: int) -> bool:
-        return left > 0 and costs.total(*padded(core)) <= left
+    def need(core_h: int, core_w: int) -> int:  # predicted bytes beyond the runtime allowance
+        padded = (_largest_padded(height, core_h, halo), _largest_padded(width, core_w, halo))
+        return _host_buffers(height, width, loaded.scale, core_h, stream) + costs.total(*padded)
 
     smallest = _round_up(MIN_TILE, grid)
-    if not fits(smallest):
-        need = RUNTIME_ALLOWANCE_BYTES + host_buffers + costs.total(*padded(smallest))
+    if need(smallest, smallest) > base:
         raise MemsrInputError(
             "--max-memory",
             f"{format_bytes(max_memory_bytes)} does not hold even a {smallest}x{smallest} tile of {loaded.name} "
-            f"x{loaded.scale} on a {height}x{width} image (needs {format_bytes(need)}: runtime allowance "
-            f"{format_bytes(RUNTIME_ALLOWANCE_BYTES)} + uint8 input/output {format_bytes(host_buffers)} + tile)",
+            f"x{loaded.scale} on a {height}x{width} image (needs "
+            f"{format_bytes(RUNTIME_ALLOWANCE_BYTES + need(smallest, smallest))}: "
+            f"runtime allowance {format_bytes(RUNTIME_ALLOWANCE_BYTES)} + uint8 input/output "
+            f"{format_bytes(_host_buffers(height, width, loaded.scale, smallest, stream))} + tile)",
         )
-    whole = _round_up(max(height, width), grid)
-    if fits(whole):
-        core = whole
-    else:  # first guess from the affine fit of the padded tile's cost, then step to the largest that fits
-        a, b = costs.total(*padded(smallest)), costs.total(*padded(2 * smallest))
-        pa, pb = padded(smallest), padded(2 * smallest)
-        xa, xb = pa[0] * pa[1], pb[0] * pb[1]
-        slope = (b - a) / max(xb - xa, 1)
-        side = math.sqrt(max(left - (a - slope * xa), 0) / slope) if slope > 0 else whole
-        core = max(smallest, min(whole, (int(side) - 2 * halo) // grid * grid))
-        while core > smallest and not fits(core):
-            core -= grid
-        while core + grid < whole and fits(core + grid):
-            core += grid
-    tile = (min(core, height), min(core, width))
+    core_h, core_w = _choose_cores(height, width, grid, halo, smallest, need, base, costs, loaded.scale, stream)
+    tile = (min(core_h, height), min(core_w, width))
     n_tiles = math.ceil(height / tile[0]) * math.ceil(width / tile[1])
-    ph, pw = padded(core)
+    ph, pw = _largest_padded(height, core_h, halo), _largest_padded(width, core_w, halo)
+    compute = _padded_length(height, core_h, halo) * _padded_length(width, core_w, halo)
     return TilingPlan(
         model=loaded.name,
         scale=loaded.scale,
@@ -233,39 +347,132 @@ def plan_tiling(
         reason=None if (exact or n_tiles == 1) else reason,
         budget_bytes=int(max_memory_bytes),
         runtime_allowance_bytes=RUNTIME_ALLOWANCE_BYTES,
-        host_buffers_bytes=host_buffers,
-        tile_peak_bytes=costs.peak(ph, pw),
+        host_buffers_bytes=_host_buffers(height, width, loaded.scale, core_h, stream),
+        tile_peak_bytes=int(costs.peak(ph, pw) * _PEAK_MARGIN),
         tile_host_bytes=costs.host(ph, pw),
+        stream=stream,
+        compute_ratio=compute / (height * width),
     )
 
 
-def _tiles(plan: TilingPlan):
-    """(core box, padded box) in LR pixels, ``(y0, y1, x0, x1)``, row-major."""
+def _choose_cores(height, width, grid, halo, smallest, need, base, costs, scale, stream) -> tuple[int, int]:
+    """The (core_h, core_w) of least compute that fits ``base`` bytes (see the module docstring)."""
+    # Affine screen of the tile cost in the padded area, from two predictions.
+    a_side, b_side = smallest + 2 * halo, 2 * smallest + 2 * halo
+    cost_a, cost_b = costs.total(a_side, a_side), costs.total(b_side, b_side)
+    slope = max((cost_b - cost_a) / max(b_side**2 - a_side**2, 1), 1e-9)
+    offset = cost_a - slope * a_side**2
+
+    def screen(core_h: int, core_w: int) -> bool:  # optimistic by 5 %: the prediction decides
+        padded = _largest_padded(height, core_h, halo) * _largest_padded(width, core_w, halo)
+        return _host_buffers(height, width, scale, core_h, stream) + offset + slope * padded <= 1.05 * base
+
+    def cores(length: int) -> list[int]:  # equal tiles: each number of tiles, its smallest core on the grid
+        found: dict[int, int] = {}
+        for n in range(1, max(1, -(-length // smallest)) + 1):
+            core = max(smallest, _round_up(-(-length // n), grid))
+            found.setdefault(math.ceil(length / core), core)
+        return sorted(set(found.values()), reverse=True)
+
+    heights, widths = cores(height), cores(width)
+    candidates = []
+    for core_h in heights:
+        for core_w in widths:  # widest first: the first that passes the screen is the least compute
+            if screen(core_h, core_w):
+                compute = _padded_length(height, core_h, halo) * _padded_length(width, core_w, halo)
+                tiles = math.ceil(height / core_h) * math.ceil(width / core_w)
+                candidates.append((compute, tiles, core_h, core_w))
+                break
+    for _, _, core_h, core_w in sorted(candidates)[:_MAX_CHECKS]:
+        if need(core_h, core_w) <= base:
+            return core_h, core_w
+    return smallest, smallest
+
+
+def _tiles(plan: TilingPlan) -> Iterator[list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]]:
+    """Rows of tiles, top to bottom; each a list of (core box, padded box) in LR pixels, ``(y0, y1, x0, x1)``."""
     height, width = plan.lr_size
-    th, tw = plan.tile
-    for y0 in range(0, height, th):
-        for x0 in range(0, width, tw):
-            y1, x1 = min(y0 + th, height), min(x0 + tw, width)
-            yield (
-                (y0, y1, x0, x1),
-                (
-                    max(0, y0 - plan.halo),
-                    min(height, y1 + plan.halo),
-                    max(0, x0 - plan.halo),
-                    min(width, x1 + plan.halo),
-                ),
-            )
+    for y0, y1, py0, py1 in _spans(height, plan.tile[0], plan.halo):
+        yield [((y0, y1, x0, x1), (py0, py1, px0, px1)) for x0, x1, px0, px1 in _spans(width, plan.tile[1], plan.halo)]
 
 
-def _deviation(sr: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    diff = np.abs(sr.astype(np.int16) - ref.astype(np.int16))
-    mse = float(np.mean(diff.astype(np.float64) ** 2))
-    return {
-        "max_abs": float(diff.max()),
-        "mean_abs": float(diff.mean()),
-        "fraction_differing": float(np.mean(diff.max(axis=2) > 0)),
-        "psnr_db": float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse),
-    }
+def _bands(plan: TilingPlan, lr_uint8: np.ndarray, run, progress: bool, out: np.ndarray | None = None):
+    """Yield ``(first SR row, band)`` for each row of tiles, the band holding its finished SR rows (full width).
+
+    With ``out`` the bands are views of it (the whole output); otherwise each band is a new array."""
+    s = plan.scale
+    width = plan.lr_size[1]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.n_tiles, desc=f"{plan.model} tiles", unit="tile", leave=False)
+    try:
+        for row in _tiles(plan):
+            y0, y1 = row[0][0][:2]
+            band = out[y0 * s : y1 * s] if out is not None else np.empty(((y1 - y0) * s, width * s, 3), np.uint8)
+            for (_, _, x0, x1), (py0, py1, px0, px1) in row:
+                tile = run(np.ascontiguousarray(lr_uint8[py0:py1, px0:px1]))
+                band[:, x0 * s : x1 * s] = tile[(y0 - py0) * s : (y1 - py0) * s, (x0 - px0) * s : (x1 - px0) * s]
+                del tile
+                if bar is not None:
+                    bar.update(1)
+            yield y0 * s, band
+            del band
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+class _Deviation:
+    """Tiled vs whole-image output, accumulated band by band: max |diff|, mean |diff|, pixels differing, PSNR."""
+
+    def __init__(self):
+        self.max_abs, self.abs_sum, self.sq_sum, self.values, self.pixels, self.differing = 0, 0, 0, 0, 0, 0
+
+    def update(self, sr: np.ndarray, ref: np.ndarray) -> None:
+        diff = np.abs(sr.astype(np.int16) - ref.astype(np.int16))
+        self.max_abs = max(self.max_abs, int(diff.max(initial=0)))
+        self.abs_sum += int(diff.sum(dtype=np.int64))
+        self.sq_sum += int(np.square(diff, dtype=np.int64).sum())
+        self.values += diff.size
+        self.pixels += diff.shape[0] * diff.shape[1]
+        self.differing += int(np.count_nonzero(diff.max(axis=2)))
+
+    def result(self) -> dict[str, float]:
+        mse = self.sq_sum / max(self.values, 1)
+        return {
+            "max_abs": float(self.max_abs),
+            "mean_abs": self.abs_sum / max(self.values, 1),
+            "fraction_differing": self.differing / max(self.pixels, 1),
+            "psnr_db": float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse),
+        }
+
+
+def _check_image(lr_uint8: Any) -> None:
+    if (
+        not isinstance(lr_uint8, np.ndarray)
+        or lr_uint8.dtype != np.uint8
+        or lr_uint8.ndim != 3
+        or (lr_uint8.shape[2] != 3)
+    ):
+        shape = getattr(lr_uint8, "shape", None)
+        raise MemsrInputError(
+            "image", f"expected a uint8 RGB array H x W x 3, not {getattr(lr_uint8, 'dtype', type(lr_uint8))} {shape}"
+        )
+
+
+def _upscaler(loaded_model, device):
+    from zoo.upscaler import ModelUpscaler
+
+    return ModelUpscaler(
+        loaded_model.module,
+        loaded_model.entry.spec,
+        loaded_model.scale,
+        device,
+        name=loaded_model.name,
+        fingerprint=loaded_model.fingerprint or "-",
+    )
 
 
 def upscale_image(
@@ -286,20 +493,94 @@ def upscale_image(
     is also upscaled and compared (``plan.deviation``) when ``compare`` and it fits the budget;
     otherwise ``plan.deviation_note`` says it was not measured. ``progress`` shows a tqdm bar over tiles.
     ``native_kernels`` (CPU): run without oneDNN, whose arithmetic depends on the tile size (module docstring).
+    For outputs too large to hold, :func:`upscale_to_png` streams them to a file.
     """
-
-    if (
-        not isinstance(lr_uint8, np.ndarray)
-        or lr_uint8.dtype != np.uint8
-        or lr_uint8.ndim != 3
-        or (lr_uint8.shape[2] != 3)
-    ):
-        shape = getattr(lr_uint8, "shape", None)
-        raise MemsrInputError(
-            "image", f"expected a uint8 RGB array H x W x 3, not {getattr(lr_uint8, 'dtype', type(lr_uint8))} {shape}"
-        )
+    _check_image(lr_uint8)
+    return_freed_blocks()
     with native_cpu_kernels(native_kernels):
-        return _upscale(loaded_model, lr_uint8, max_memory_bytes, device, rf, progress, compare)
+        start = time.perf_counter()
+        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf)
+        run = _upscaler(loaded_model, device)
+        s = plan.scale
+        sr = np.empty((plan.lr_size[0] * s, plan.lr_size[1] * s, 3), dtype=np.uint8)
+        for _ in _bands(plan, lr_uint8, run, progress, out=sr):
+            pass
+        deviation, note = None, None
+        if not plan.exact:
+            if compare and _whole_fits(loaded_model, plan):
+                measured = _Deviation()
+                measured.update(sr, run(lr_uint8))
+                deviation = measured.result()
+            else:
+                note = "not measured: the whole image does not fit the budget" if compare else "not measured"
+    seconds = time.perf_counter() - start
+    return sr, replace(plan, deviation=deviation, deviation_note=note, seconds=seconds)
+
+
+def upscale_to_png(
+    loaded_model,
+    lr_uint8: np.ndarray,
+    path: str | Path,
+    max_memory_bytes: int,
+    device: str | torch.device = "cpu",
+    *,
+    rf: ReceptiveField | None = None,
+    progress: bool = False,
+    compare: bool = True,
+    native_kernels: bool = True,
+    compress_level: int = 6,
+) -> TilingPlan:
+    """Upscale ``lr_uint8`` like :func:`upscale_image` and write the 8-bit RGB PNG ``path`` row band by row
+    band as tiles finish (:class:`~memsr_bench.data.image_io.PngStreamWriter`): the host holds the input and
+    one band of output rows, never the whole output, so the budget covers outputs far larger than itself.
+
+    The pixels are those :func:`upscale_image` returns. For models whose tiles are not exact, the
+    deviation from whole-image inference is measured (band by band) only when the whole image and its
+    output fit the budget. A failure leaves no partial file. Returns the plan (``seconds`` included).
+    """
+    from memsr_bench.data.image_io import PngStreamWriter
+
+    _check_image(lr_uint8)
+    return_freed_blocks()
+    with native_cpu_kernels(native_kernels):
+        start = time.perf_counter()
+        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, stream=True)
+        run = _upscaler(loaded_model, device)
+        s = plan.scale
+        reference, measured, note = None, None, None
+        if not plan.exact:
+            if compare and _whole_fits(loaded_model, plan):
+                reference, measured = run(lr_uint8), _Deviation()
+            else:
+                note = "not measured: the whole image does not fit the budget" if compare else "not measured"
+        height, width = plan.lr_size
+        with PngStreamWriter(path, height * s, width * s, compress_level=compress_level) as writer:
+            for first, band in _bands(plan, lr_uint8, run, progress):
+                if measured is not None:
+                    measured.update(band, reference[first : first + band.shape[0]])
+                writer.write_rows(band)
+    seconds = time.perf_counter() - start
+    deviation = measured.result() if measured is not None else None
+    return replace(plan, deviation=deviation, deviation_note=note, seconds=seconds)
+
+
+def return_freed_blocks() -> bool:
+    """Make glibc's malloc map every block of ``_MMAP_THRESHOLD`` bytes or more on its own, so that freed
+    tensors return to the OS at once (process-wide, from now on). Returns whether it was set (glibc only).
+
+    The budget of :func:`upscale_image` and :func:`upscale_to_png` assumes it (module docstring); both call it.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(-3, _MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD (fixing it stops the dynamic one)
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def native_cpu_kernels(enabled: bool = True):
@@ -316,53 +597,11 @@ def native_cpu_kernels(enabled: bool = True):
     return stack
 
 
-def _upscale(loaded_model, lr_uint8, max_memory_bytes, device, rf, progress, compare):
-    from zoo.upscaler import ModelUpscaler
-
-    start = time.perf_counter()
-    plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf)
-    spec = loaded_model.entry.spec
-    run = ModelUpscaler(
-        loaded_model.module,
-        spec,
-        loaded_model.scale,
-        device,
-        name=loaded_model.name,
-        fingerprint=loaded_model.fingerprint or "-",
-    )
-    s = plan.scale
-    height, width = plan.lr_size
-    sr = np.empty((height * s, width * s, 3), dtype=np.uint8)
-    boxes = list(_tiles(plan))
-    if progress:
-        from tqdm import tqdm
-
-        boxes = tqdm(boxes, desc=f"{plan.model} tiles", unit="tile", leave=False)
-    for (y0, y1, x0, x1), (py0, py1, px0, px1) in boxes:
-        out = run(np.ascontiguousarray(lr_uint8[py0:py1, px0:px1]))
-        sr[y0 * s : y1 * s, x0 * s : x1 * s] = out[(y0 - py0) * s : (y1 - py0) * s, (x0 - px0) * s : (x1 - px0) * s]
-        del out
-    deviation, note = None, None
-    if not plan.exact:
-        whole = _whole_fits(loaded_model, plan)
-        if compare and whole:
-            deviation = _deviation(sr, run(lr_uint8))
-        else:
-            note = "not measured: the whole image does not fit the budget" if compare else "not measured"
-    seconds = time.perf_counter() - start
-    return sr, _replace(plan, deviation=deviation, deviation_note=note, seconds=seconds)
-
-
 def _whole_fits(loaded, plan: TilingPlan) -> bool:
+    """Whether whole-image inference, its uint8 output and the input fit the plan's budget."""
     costs = _Costs(loaded, _channels(loaded))
     height, width = plan.lr_size
-    left = (
-        plan.budget_bytes - plan.runtime_allowance_bytes - plan.host_buffers_bytes - 3 * height * width * plan.scale**2
-    )
+    whole_host = 3 * height * width * (1 + plan.scale**2)
+    extra = plan.host_buffers_bytes if plan.stream else 0  # the tiled run's band beside the reference
+    left = plan.budget_bytes - plan.runtime_allowance_bytes - whole_host - extra - 3 * height * width * plan.scale**2
     return costs.total(height, width) <= left
-
-
-def _replace(plan: TilingPlan, **changes: Any) -> TilingPlan:
-    from dataclasses import replace
-
-    return replace(plan, **changes)

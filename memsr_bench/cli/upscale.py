@@ -37,11 +37,12 @@ def _inputs(source: Path, target: Path) -> list[tuple[Path, Path]]:
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from memsr_bench.data.image_io import read_image_rgb, write_image_rgb
+    from memsr_bench.data.image_io import read_image_rgb
     from memsr_bench.measure.receptive_field import receptive_field
     from memsr_bench.model import load_model
-    from memsr_bench.tiling import upscale_image
+    from memsr_bench.tiling import return_freed_blocks, upscale_to_png
 
+    return_freed_blocks()  # before the first image is read: freed buffers go back to the OS (the budget needs it)
     pairs = _inputs(Path(args.input), Path(args.output))
     loaded = load_model(args.model, args.scale, weights=args.weights, **options.model_options(args))
     channels = 1 if loaded.entry.spec.channels == "y" else 3
@@ -53,8 +54,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     images = tqdm(pairs, desc="images", unit="image", disable=len(pairs) < 2 or args.quiet)
     for src, dst in images:
         lr = read_image_rgb(src)
-        sr, plan = upscale_image(loaded, lr, budget, args.device, rf=rf, progress=not args.quiet)
-        write_image_rgb(dst, sr)
+        # the output is streamed to the PNG band by band: never held whole (a 192-megapixel SR photo is 576 MB)
+        plan = upscale_to_png(loaded, lr, dst, budget, args.device, rf=rf, progress=not args.quiet)
+        del lr
         line = f"{src.name} -> {dst}: {plan.describe()}, {plan.seconds:.2f} s"
         if not plan.exact:
             if plan.deviation is not None:
@@ -70,8 +72,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "upscale",
         help="super-resolve an image or a folder of images tile by tile within --max-memory (8-bit PNG out)",
-        description="Tiles the LR image so that the predicted tensor peak of one tile, the uint8 input and output "
-        "held on the host and a fixed runtime allowance stay within --max-memory. For local models (see "
+        description="Tiles the LR image so that the predicted peak of one tile (tensors and convolution workspace), "
+        "the uint8 input and one band of output rows held on the host (the output is streamed to the PNG as tiles "
+        "finish) and a fixed runtime allowance (320 MiB) stay within --max-memory. For local models (see "
         "receptive-field) the halo covers the receptive radius and tiles lie on the model's grid, so the output is "
         "bit-identical to whole-image inference; other models get overlapping tiles with a large halo.",
     )

@@ -377,7 +377,8 @@ def read_image_rgb(path: str | Path) -> np.ndarray:
             if image.mode == "L":
                 grey = np.asarray(image, dtype=np.uint8)
                 return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
-            rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            # an RGB file is read as is: convert() would copy it (4 bytes a pixel in PIL) for nothing
+            rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
         except Exception as err:  # any failure of PIL's decoder on a damaged file
             message = f"cannot read image ({type(err).__name__}: {err})".replace("\n", " ")
             raise MemsrInputError(path, message) from None
@@ -397,3 +398,95 @@ def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
     """Crop the bottom and right so that height and width are multiples of ``scale`` (MATLAB modcrop)."""
     height, width = image.shape[:2]
     return image[: height - height % scale, : width - width % scale]
+
+
+class PngStreamWriter:
+    """Write an 8-bit RGB PNG band of rows by band of rows, never holding the whole image.
+
+    For outputs too large to keep in memory (a 16000x12000 SR photo is 576 MB of uint8): the rows go
+    through one ``zlib.compressobj`` into IDAT chunks of at most ``chunk_bytes`` as they arrive. Each
+    row is filtered with PNG filter 2 ("Up", the difference to the row above, mod 256), which
+    compresses smooth photographs about as well as adaptive filtering and is one vectorised
+    subtraction. Rows are filtered ``_ROWS_PER_PASS`` at a time, so the writer's own temporaries stay
+    at a few MB whatever the band height.
+
+    Use as a context manager: leaving it normally checks that exactly ``height`` rows were written
+    and finishes the file; leaving it with an exception (or too few rows) removes the partial file,
+    so that no truncated PNG is left behind.
+    """
+
+    _ROWS_PER_PASS = 64
+
+    def __init__(self, path: str | Path, height: int, width: int, compress_level: int = 6, chunk_bytes: int = 1 << 20):
+        if not (0 < int(height) < 2**31 and 0 < int(width) < 2**31):
+            raise ValueError(f"PNG size must be positive and below 2**31, not {height}x{width}")
+        self.path = Path(path)
+        self.height, self.width = int(height), int(width)
+        self.rows_written = 0
+        self._compressor = zlib.compressobj(compress_level)
+        self._chunk_bytes = int(chunk_bytes)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._previous = np.zeros((self.width * 3,), dtype=np.uint8)  # the row above the first is zeros
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "wb")  # noqa: SIM115 -- closed in close()/abort()
+        self._file.write(_PNG_SIGNATURE)
+        self._chunk(b"IHDR", struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0))
+
+    def __enter__(self) -> PngStreamWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _chunk(self, kind: bytes, data: bytes) -> None:
+        self._file.write(struct.pack(">I", len(data)) + kind)
+        self._file.write(data)
+        self._file.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind))))
+
+    def _emit(self, data: bytes, force: bool = False) -> None:
+        if data:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+        if self._pending_bytes >= self._chunk_bytes or (force and self._pending_bytes):
+            self._chunk(b"IDAT", b"".join(self._pending))
+            self._pending, self._pending_bytes = [], 0
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (n x width x 3 uint8 RGB) below the rows written so far."""
+        expected = (self.width, 3)
+        if not isinstance(rows, np.ndarray) or rows.dtype != np.uint8 or rows.ndim != 3 or rows.shape[1:] != expected:
+            shape = getattr(rows, "shape", None)
+            raise ValueError(f"expected uint8 rows n x {self.width} x 3, not {getattr(rows, 'dtype', None)} {shape}")
+        if self.rows_written + rows.shape[0] > self.height:
+            raise ValueError(f"{self.rows_written + rows.shape[0]} rows written to a PNG of height {self.height}")
+        flat = rows.reshape(rows.shape[0], self.width * 3)
+        for start in range(0, flat.shape[0], self._ROWS_PER_PASS):
+            part = flat[start : start + self._ROWS_PER_PASS]
+            filtered = np.empty((part.shape[0], 1 + part.shape[1]), dtype=np.uint8)
+            filtered[:, 0] = 2  # filter type "Up"
+            np.subtract(part[:1], self._previous, out=filtered[:1, 1:])  # uint8 arithmetic wraps mod 256
+            np.subtract(part[1:], part[:-1], out=filtered[1:, 1:])
+            self._previous = part[-1].copy()
+            self._emit(self._compressor.compress(filtered.data))
+        self.rows_written += rows.shape[0]
+
+    def close(self) -> None:
+        """Finish the file (IDAT, IEND); a PNG with rows missing is removed and raises ``ValueError``."""
+        if self._file.closed:
+            return
+        if self.rows_written != self.height:
+            self.abort()
+            raise ValueError(f"{self.path}: {self.rows_written} of {self.height} rows written; partial file removed")
+        self._emit(self._compressor.flush(), force=True)
+        self._chunk(b"IEND", b"")
+        self._file.close()
+
+    def abort(self) -> None:
+        """Close and remove the partial file."""
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,296 @@
+"""Large photos within 1 GiB: `memsr-bench upscale` on a 4000x3000 LR photo at x4 (FMEN-S) and a 3000x2000 LR
+photo at x2 (CARN-M, a 96-megapixel output), peak RSS of the whole process, identity with whole-image
+inference, and throughput against whole-image inference measured in the same run.
+
+The inputs are real photographs: a mosaic of BSD100 HR images (sorted by name, portrait ones turned to
+landscape, each cropped to 321x481, placed row by row and cycled), cut to the LR size. For each case:
+
+1. ``memsr-bench upscale LR.png SR.png --model M --scale S --weights W --max-memory 1GiB --quiet`` runs in a
+   child process; its peak RSS is the child's ``ru_maxrss`` (``os.wait4``: the whole process, Python, torch
+   and all buffers), its wall time is measured around it, and its tile time is the time the command prints.
+2. Identity, on a crop where whole-image inference fits this machine's memory (the full photo does not: the
+   predicted whole-image peak is printed): the top-left crop of the LR photo is upscaled (a) whole, in this
+   process, under the same native CPU kernels (`memsr_bench.tiling.native_cpu_kernels`), and (b) by the same
+   command with --max-memory 1GiB (tiled, streamed). (a) and (b) must be equal; and the full photo's output
+   must equal (a) wherever an output pixel's receptive field lies inside the crop (rows and columns more
+   than the receptive radius from the crop's bottom and right edges; the top and left borders are shared).
+3. Throughput: output pixels per second of the tiled command on the full photo (tile time, and end to end)
+   over that of the whole-image pass of step 2 (a), timed in this run.
+
+Run: ``python experiments/large_photos.py`` (about 25 min on 2 cores); ``--only fmen-s-x4`` for one case.
+Writes ``reports/tiling/large_photos.md`` and ``large_photos.json`` (``--out``), after each case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import zoo  # noqa: E402
+from memsr_bench.data.image_io import read_image_rgb, write_image_rgb  # noqa: E402
+from memsr_bench.measure.receptive_field import receptive_field  # noqa: E402
+from memsr_bench.model import load_model  # noqa: E402
+from memsr_bench.tiling import RUNTIME_ALLOWANCE_BYTES, native_cpu_kernels, peak_with_conv_workspace  # noqa: E402
+
+BUDGET = "1GiB"
+CASES = {
+    # key: model, scale, LR size (H, W), crop for the identity check (H, W)
+    "fmen-s-x4": ("fmen-s-deploy", 4, (3000, 4000), (1200, 1600)),
+    "carn-m-x2": ("carn-m", 2, (2000, 3000), (450, 600)),
+}
+CELL = (321, 481)  # BSD100 HR images are 321x481 or 481x321
+
+
+def mosaic(hr_dir: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """A ``size`` (H, W) uint8 photo assembled from the HR images of ``hr_dir``; returns it and the files used."""
+    files = sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in (".png", ".bmp"))
+    rows, cols = -(-size[0] // CELL[0]), -(-size[1] // CELL[1])
+    out = np.empty((rows * CELL[0], cols * CELL[1], 3), dtype=np.uint8)
+    used = []
+    for i in range(rows * cols):
+        path = files[i % len(files)]
+        image = read_image_rgb(path)
+        if image.shape[0] > image.shape[1]:
+            image = np.rot90(image)
+        r, c = divmod(i, cols)
+        out[r * CELL[0] : (r + 1) * CELL[0], c * CELL[1] : (c + 1) * CELL[1]] = image[: CELL[0], : CELL[1]]
+        used.append(path.name)
+    return np.ascontiguousarray(out[: size[0], : size[1]]), used
+
+
+def run_upscale(src: Path, dst: Path, model: str, scale: int, weights: str) -> dict:
+    """`memsr-bench upscale` in a child process: peak RSS (ru_maxrss), wall time, and the line it prints."""
+    exe = Path(sys.executable).parent / "memsr-bench"
+    argv = [str(exe), "upscale", str(src), str(dst), "--model", model, "--scale", str(scale), "--weights", weights,
+            "--max-memory", BUDGET, "--quiet"]  # fmt: skip
+    log_out, log_err = dst.with_suffix(".stdout"), dst.with_suffix(".stderr")
+    start = time.perf_counter()
+    with open(log_out, "w") as out, open(log_err, "w") as err:
+        child = subprocess.Popen(argv, stdout=out, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)  # reaps the child: its own rusage, ru_maxrss in KiB
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stdout, stderr = log_out.read_text(), log_err.read_text()
+    if child.returncode != 0:
+        raise SystemExit(f"memsr-bench upscale failed ({child.returncode}): {stderr.strip()}")
+    line = stdout.strip().splitlines()[-1]
+    tile_seconds = float(re.search(r", ([0-9.]+) s$", line).group(1))
+    return {
+        "command": " ".join(["memsr-bench", *argv[1:]]),
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "wall_seconds": wall,
+        "upscale_seconds": tile_seconds,
+        "line": line,
+    }
+
+
+def read_png_rows(path: Path, rows: int | None = None) -> np.ndarray:
+    Image.MAX_IMAGE_PIXELS = None  # our own 192-megapixel output
+    with Image.open(path) as image:
+        array = np.asarray(image)
+    return array if rows is None else array[:rows]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_case(key: str, args: argparse.Namespace) -> dict:
+    model, scale, lr_size, crop = CASES[key]
+    if args.smoke:  # a quick check of the script itself: a tenth of each side
+        lr_size, crop = (lr_size[0] // 10, lr_size[1] // 10), (crop[0] // 10 + 40, crop[1] // 10 + 40)
+    work = Path(args.work) / key
+    work.mkdir(parents=True, exist_ok=True)
+    lr, used = mosaic(Path(args.data_root) / "BSD100" / "HR", lr_size)
+    lr_path, sr_path = work / "lr.png", work / "sr.png"
+    write_image_rgb(lr_path, lr)
+    loaded = load_model(model, scale, weights=args.weights)
+    rf = receptive_field(loaded.module, scale, name=loaded.name, channels=3)
+    whole_peak = peak_with_conv_workspace(loaded.module, (1, 3, *lr_size))
+    print(f"[{key}] LR {lr_size}, predicted whole-image peak {whole_peak / 2**30:.1f} GiB; upscaling...", flush=True)
+
+    full = run_upscale(lr_path, sr_path, model, scale, args.weights)
+    print(f"[{key}] {full['line']}; peak RSS {full['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+
+    crop_lr = np.ascontiguousarray(lr[: crop[0], : crop[1]])
+    crop_lr_path, crop_sr_path = work / "crop_lr.png", work / "crop_sr.png"
+    write_image_rgb(crop_lr_path, crop_lr)
+    tiled_crop = run_upscale(crop_lr_path, crop_sr_path, model, scale, args.weights)
+    run = zoo.upscaler(loaded.module)
+    with native_cpu_kernels():
+        run(crop_lr[:64, :64])  # warm-up
+        start = time.perf_counter()
+        reference = run(crop_lr)
+        whole_seconds = time.perf_counter() - start
+    crop_peak = peak_with_conv_workspace(loaded.module, (1, 3, *crop))
+    print(f"[{key}] whole-image crop {crop}: {whole_seconds:.1f} s", flush=True)
+    crop_identical = bool(np.array_equal(read_image_rgb(crop_sr_path), reference))
+    inner = ((crop[0] - rf.radius) * scale, (crop[1] - rf.radius) * scale)
+    full_rows = read_png_rows(sr_path)
+    full_identical = bool(np.array_equal(full_rows[: inner[0], : inner[1]], reference[: inner[0], : inner[1]]))
+    pixels_sha256 = hashlib.sha256(full_rows.data).hexdigest()
+    out_shape = full_rows.shape
+    del full_rows
+
+    out_pixels = lr_size[0] * lr_size[1] * scale**2
+    whole_rate = crop[0] * crop[1] * scale**2 / whole_seconds
+    weights_file = Path(loaded.weights.path) if getattr(loaded.weights, "path", None) else None
+    return {
+        "case": key,
+        "model": model,
+        "scale": scale,
+        "weights_sha256": loaded.checkpoint_id,
+        "weights_file": weights_file.name if weights_file else None,
+        "lr_size": list(lr_size),
+        "sr_size": list(out_shape[:2]),
+        "sr_megapixels": out_pixels / 1e6,
+        "input": f"mosaic of {len(used)} BSD100 HR images ({used[0]}..., sorted by name, cycled), cut to "
+        f"{lr_size[0]}x{lr_size[1]}",
+        "lr_png_sha256": sha256_file(lr_path),
+        "sr_png_bytes": sr_path.stat().st_size,
+        "sr_pixels_sha256": pixels_sha256,
+        "receptive_radius": rf.radius,
+        "predicted_whole_image_peak_bytes": whole_peak,
+        "budget": BUDGET,
+        "full": full,
+        "crop": {
+            "lr_size": list(crop),
+            "predicted_whole_image_peak_bytes": crop_peak,
+            "whole_image_seconds": whole_seconds,
+            "tiled": tiled_crop,
+            "tiled_identical_to_whole": crop_identical,
+            "full_output_identical_inside": [inner[0], inner[1]],
+            "full_output_identical_to_whole": full_identical,
+        },
+        "throughput": {
+            "whole_image_sr_px_per_s": whole_rate,
+            "tiled_sr_px_per_s": out_pixels / full["upscale_seconds"],
+            "tiled_end_to_end_sr_px_per_s": out_pixels / full["wall_seconds"],
+            "ratio": out_pixels / full["upscale_seconds"] / whole_rate,
+            "ratio_end_to_end": out_pixels / full["wall_seconds"] / whole_rate,
+        },
+    }
+
+
+def machine() -> dict:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "platform": platform.platform(),
+        "git_commit": commit.stdout.strip(),
+        "runtime_allowance_bytes": RUNTIME_ALLOWANCE_BYTES,
+    }
+
+
+def write_report(out: Path, results: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "large_photos.json").write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    lines = [
+        "# Large photos within 1 GiB (`memsr-bench upscale`, streamed PNG output)",
+        "",
+        f"Generated by `python experiments/large_photos.py`. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory_gib']:.0f} GiB, torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}, "
+        f"numpy {m['numpy']}, Pillow {m['pillow']}; commit {m['git_commit']}.",
+        "",
+        "| case | SR size | weights (sha256) | plan | peak RSS (whole process) | wall time | upscale time | "
+        "throughput tiled / whole-image | identical to whole-image inference |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["cases"].values():
+        t, c, f = r["throughput"], r["crop"], r["full"]
+        plan = f["line"].split(": ", 1)[1].rsplit(", ", 1)[0]
+        identical = (
+            f"crop {c['lr_size'][0]}x{c['lr_size'][1]} LR tiled: {'yes' if c['tiled_identical_to_whole'] else 'NO'}; "
+            f"full photo's top-left {c['full_output_identical_inside'][0]}x{c['full_output_identical_inside'][1]} "
+            f"SR: {'yes' if c['full_output_identical_to_whole'] else 'NO'}"
+        )
+        lines.append(
+            f"| {r['case']} | {r['sr_size'][1]}x{r['sr_size'][0]} ({r['sr_megapixels']:.0f} MP) | "
+            f"{r['weights_file']} ({r['weights_sha256'][:12]}) | {plan} | "
+            f"{f['peak_rss_bytes'] / 2**20:.0f} MiB | {f['wall_seconds']:.0f} s | {f['upscale_seconds']:.0f} s | "
+            f"{t['ratio']:.3f} (end to end {t['ratio_end_to_end']:.3f}) | {identical} |"
+        )
+    lines += ["", "## Details", ""]
+    for r in results["cases"].values():
+        t, c, f = r["throughput"], r["crop"], r["full"]
+        lines += [
+            f"### {r['case']}",
+            "",
+            f"* Input: {r['input']}; LR PNG sha256 `{r['lr_png_sha256'][:16]}...`.",
+            f"* Command: `{f['command']}`",
+            f"* Output: {r['sr_png_bytes'] / 1e6:.0f} MB PNG; sha256 of the decoded pixels `{r['sr_pixels_sha256']}`.",
+            f"* Peak RSS {f['peak_rss_bytes'] / 2**20:.0f} MiB (`ru_maxrss` of the child process) for a budget of "
+            f"{r['budget']}; wall {f['wall_seconds']:.1f} s, of which upscaling (plan, tiles, PNG) "
+            f"{f['upscale_seconds']:.1f} s.",
+            f"* Whole-image inference of the full photo is predicted at "
+            f"{r['predicted_whole_image_peak_bytes'] / 2**30:.1f} GiB (tensor peak and native conv workspace): it "
+            f"does not fit; identity was checked on the top-left {c['lr_size'][0]}x{c['lr_size'][1]} LR crop "
+            f"(predicted {c['predicted_whole_image_peak_bytes'] / 2**30:.1f} GiB, {c['whole_image_seconds']:.1f} s "
+            f"whole): the tiled command on the crop (peak RSS {c['tiled']['peak_rss_bytes'] / 2**20:.0f} MiB) is "
+            f"{'identical' if c['tiled_identical_to_whole'] else 'NOT identical'}; the full photo's output equals it "
+            f"on the first {c['full_output_identical_inside'][0]} rows x {c['full_output_identical_inside'][1]} "
+            f"columns (receptive radius {r['receptive_radius']} LR px): "
+            f"{'identical' if c['full_output_identical_to_whole'] else 'NOT identical'}.",
+            f"* Throughput (SR px/s): tiled {t['tiled_sr_px_per_s']:.0f} "
+            f"(end to end {t['tiled_end_to_end_sr_px_per_s']:.0f}),"
+            f" whole-image {t['whole_image_sr_px_per_s']:.0f} -> ratio {t['ratio']:.3f} "
+            f"(end to end {t['ratio_end_to_end']:.3f}).",
+            "",
+        ]
+    (out / "large_photos.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'large_photos.md'} and large_photos.json", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", default="../shared/datasets", help="folder with BSD100/HR")
+    parser.add_argument("--weights", default="../shared/weights", help="weights folder")
+    parser.add_argument("--work", default="/tmp/memsr-large-photos", help="where the large PNGs go (GBs)")
+    parser.add_argument("--out", default="reports/tiling", help="report folder")
+    parser.add_argument("--only", choices=sorted(CASES), nargs="+", help="run these cases (others kept from the json)")
+    parser.add_argument("--smoke", action="store_true", help="a tenth of each side (checks the script; ~1 min)")
+    args = parser.parse_args()
+    out = Path(args.out)
+    previous = out / "large_photos.json"
+    results = json.loads(previous.read_text()) if previous.exists() and args.only else {"cases": {}}
+    results["machine"] = machine()
+    for key in args.only or CASES:
+        results["cases"][key] = run_case(key, args)
+        write_report(out, results)
+
+
+if __name__ == "__main__":
+    main()
