@@ -3,7 +3,7 @@ photo at x2 (CARN-M, a 96-megapixel output), peak RSS of the whole process, iden
 inference, and throughput against whole-image inference measured in the same run.
 
 The inputs are real photographs: a mosaic of BSD100 HR images (sorted by name, portrait ones turned to
-landscape, each cropped to 321x481, placed row by row and cycled), cut to the LR size. For each case:
+landscape, each cropped to 320x480, placed row by row and cycled), cut to the LR size. For each case:
 
 1. ``memsr-bench upscale LR.png SR.png --model M --scale S --weights W --max-memory 1GiB --quiet`` runs in a
    child process; its peak RSS is the child's ``ru_maxrss`` (``os.wait4``: the whole process, Python, torch
@@ -54,7 +54,7 @@ CASES = {
     "fmen-s-x4": ("fmen-s-deploy", 4, (3000, 4000), (1200, 1600)),
     "carn-m-x2": ("carn-m", 2, (2000, 3000), (450, 600)),
 }
-CELL = (321, 481)  # BSD100 HR images are 321x481 or 481x321
+CELL = (320, 480)  # BSD100 HR images are about 321x481 or 481x321 (some a pixel less)
 
 
 def mosaic(hr_dir: Path, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:

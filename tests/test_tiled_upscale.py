@@ -124,3 +124,78 @@ def test_cli_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err and "Traceback" not in err, (args, err)
     assert not (tmp_path / "o.png").exists()
+
+
+# --- streaming output (upscale_to_png, PngStreamWriter) and the tile cost -------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (131, 5)])
+def test_png_stream_writer_round_trips(tmp_path, size):
+    from PIL import Image
+
+    from memsr_bench.data.image_io import PngStreamWriter
+
+    image = np.random.default_rng(size[0]).integers(0, 256, (*size, 3), dtype=np.uint8)
+    path = tmp_path / "x.png"
+    with PngStreamWriter(path, *size, chunk_bytes=256) as writer:  # small chunks: several IDATs
+        for start, rows in ((0, 1), (1, 70), (71, 200)):  # bands of uneven heights, past the filter pass
+            writer.write_rows(image[start : start + rows])
+    with Image.open(path) as decoded:
+        assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image)
+    assert np.array_equal(read_image_rgb(path), image)  # also passes the CRC and IDAT-length checks
+
+
+def test_png_stream_writer_refuses_and_leaves_no_partial_file(tmp_path):
+    from memsr_bench.data.image_io import PngStreamWriter
+
+    path = tmp_path / "x.png"
+    with pytest.raises(ValueError, match="rows n x 4 x 3"):
+        PngStreamWriter(path, 3, 4).write_rows(np.zeros((1, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="4 rows written to a PNG of height 3"):
+        PngStreamWriter(path, 3, 4).write_rows(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(ValueError, match="2 of 3 rows written"):
+        with PngStreamWriter(path, 3, 4) as writer:
+            writer.write_rows(np.zeros((2, 4, 3), np.uint8))
+    assert not path.exists()
+    with pytest.raises(KeyError):
+        with PngStreamWriter(path, 3, 4):
+            raise KeyError("interrupted")
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "scale", "config", "size"), [("fsrcnn", 3, {}, (29, 41)), ("edsr-baseline", 2, SMALL_EDSR, (43, 31))]
+)
+def test_streamed_png_bit_identical_to_whole_image(tmp_path, name, scale, config, size):
+    from memsr_bench.tiling import upscale_to_png
+
+    loaded = _model(name, scale, config)
+    lr = np.random.default_rng(size[1]).integers(0, 256, (*size, 3), dtype=np.uint8)
+    budget = tile_budget(loaded, size, 16, stream=True)
+    plan = upscale_to_png(loaded, lr, tmp_path / "sr.png", budget)
+    assert plan.stream and plan.exact and plan.n_tiles >= 2 and plan.total_bytes <= budget
+    with native_cpu_kernels():
+        whole = upscaler(loaded.module)(lr)
+    assert np.array_equal(read_image_rgb(tmp_path / "sr.png"), whole)
+
+
+def test_streaming_budget_holds_one_band_not_the_output():
+    loaded = _model("edsr-baseline", 2, SMALL_EDSR)
+    size = (2000, 2400)  # 58 MB of x2 output, more than the 40 MiB the budget leaves beside the runtime
+    plan = plan_tiling(loaded, size, 360 * 2**20, stream=True)
+    band = 3 * plan.tile[0] * 2 * size[1] * 2
+    assert band <= plan.host_buffers_bytes < 3 * size[0] * size[1] * (1 + 4) // 2
+    with pytest.raises(MemsrInputError):
+        plan_tiling(loaded, size, 360 * 2**20, stream=False)  # the whole output alone would not fit
+
+
+def test_tile_cost_counts_the_native_conv_workspace():
+    from memsr_bench.measure.memory_model import predict_peak_memory
+    from memsr_bench.tiling import peak_with_conv_workspace
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+    shape = (1, 8, 20, 30)
+    columns = 8 * 3 * 3 * 20 * 30 * 4  # im2col: C_in * kh * kw floats per output pixel
+    assert peak_with_conv_workspace(conv, shape) == predict_peak_memory(conv, shape).peak_bytes + columns
+    pointwise = torch.nn.Conv2d(8, 8, 1)  # 1x1, stride 1, no padding: no column buffer
+    assert peak_with_conv_workspace(pointwise, shape) == predict_peak_memory(pointwise, shape).peak_bytes
