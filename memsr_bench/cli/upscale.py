@@ -57,7 +57,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         # the output is streamed to the PNG band by band: never held whole (a 192-megapixel SR photo is 576 MB)
         plan = upscale_to_png(loaded, lr, dst, budget, args.device, rf=rf, progress=not args.quiet)
         del lr
-        line = f"{src.name} -> {dst}: {plan.describe()}, {plan.seconds:.2f} s"
+        line = f"{src.name} -> {dst}: {plan.describe()}, {plan.seconds:.2f} s (CPU {plan.cpu_seconds:.2f} s)"
         if not plan.exact:
             if plan.deviation is not None:
                 d = plan.deviation
