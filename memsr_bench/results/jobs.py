@@ -29,8 +29,10 @@ weights, test sets) must be the same on every worker (a shared file system); das
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +63,9 @@ class Cell:
     """One job: ``measure(model, *args)`` gives the values of ``keys`` (a dict, or a list of one per key).
 
     ``model``: the live model or upscaler (used when the cell runs here; never shipped);
-    ``recipe``: how a worker rebuilds it; ``resources``: the Dask resources it needs on a cluster.
+    ``recipe``: how a worker rebuilds it; ``resources``: the Dask resources it needs on a cluster;
+    ``device``: for a key that names a device (runtime, memory), where it runs: a worker whose device
+    is another model (another CPU or GPU) refuses the cell rather than store its timing under that name.
     """
 
     keys: tuple[ResultKey, ...]
@@ -70,6 +74,7 @@ class Cell:
     recipe: ModelRecipe | None = None
     model: Any = field(default=None, compare=False, repr=False)
     resources: tuple[tuple[str, float], ...] = ()
+    device: str | None = None  # runtime and memory cells: their key names this device's model (checked)
 
     @property
     def label(self) -> str:
@@ -79,6 +84,12 @@ class Cell:
 
     def run(self) -> list[dict[str, Any]]:
         """Compute the values here (the model built from the recipe if this process has none)."""
+        if self.device is not None and measures.device_label(self.device) != self.keys[0].device:
+            raise MemsrInputError(
+                self.label,
+                f"this host's device is {measures.device_label(self.device)}, not the key's {self.keys[0].device}: "
+                "timings are stored per device model (run them on workers of the client's device model)",
+            )
         model = self.model if self.model is not None else self.recipe.build()
         values = self.measure(model, *self.args)
         values = values if isinstance(values, list) else [values]
@@ -110,7 +121,7 @@ def runtime_cell(
     key = measures.runtime_key(loaded, shape, device, options)
     args = (tuple(shape), device, options, max_memory)
     recipe = dataclasses.replace(ModelRecipe.of(loaded), device=device)
-    return Cell((key,), measures.measure_runtime, args, recipe, loaded, resources_for("runtime", device))
+    return Cell((key,), measures.measure_runtime, args, recipe, loaded, resources_for("runtime", device), device)
 
 
 def memory_cell(loaded, shape: Sequence[int], device: str = "cpu", max_memory: int | None = None) -> Cell:
@@ -118,7 +129,7 @@ def memory_cell(loaded, shape: Sequence[int], device: str = "cpu", max_memory: i
     key = measures.memory_key(loaded, shape, device)
     args = (tuple(shape), device, max_memory)
     recipe = dataclasses.replace(ModelRecipe.of(loaded), device=device)
-    return Cell((key,), measures.measure_memory, args, recipe, loaded, resources_for("memory", device))
+    return Cell((key,), measures.measure_memory, args, recipe, loaded, resources_for("memory", device), device)
 
 
 def quality_cell(upscaler, test_set, conventions: Sequence) -> Cell:
@@ -141,11 +152,26 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+_ONE_CELL_AT_A_TIME = threading.Lock()
+
+
 def _run_on_worker(cell: Cell) -> tuple[list[dict[str, Any]], float, str]:
-    """What a worker runs: the values, the seconds it took, and the worker's host."""
-    start = time.perf_counter()
-    values = cell.run()
-    return values, time.perf_counter() - start, socket.gethostname()
+    """What a worker runs: the values, the seconds it took, and the worker's host.
+
+    One cell at a time per worker process, whatever its ``--nthreads`` (the measurements hook modules and
+    time passes: not for concurrent threads), and without automatic garbage collection meanwhile: the
+    worker's other threads (its event loop) allocate too and would otherwise start a collection in the
+    middle of a pass, at another moment than in a local run."""
+    with _ONE_CELL_AT_A_TIME:
+        automatic = gc.isenabled()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            values = cell.run()
+            return values, time.perf_counter() - start, socket.gethostname()
+        finally:
+            if automatic:
+                gc.enable()
 
 
 @dataclass
@@ -262,7 +288,7 @@ def _run_on_cluster(cells: list[Cell], store, cluster, summary: SweepSummary, ba
                 _run_on_worker, shipped, resources=dict(cell.resources) or None, pure=False, key=_task_key(cell)
             )
             futures[future] = cell
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             cell = futures[future]
             try:
                 values, elapsed, _host = future.result()
