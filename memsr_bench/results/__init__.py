@@ -1,8 +1,11 @@
-"""Results store: every measurement is a keyed row in one SQLite file (see :mod:`.store`)."""
+"""Results store: every measurement is a keyed row in one SQLite file or a shared PostgreSQL database
+(see :mod:`.store`); sweeps run their missing cells as keyed jobs, here or on a Dask cluster (:mod:`.jobs`)."""
 
 from memsr_bench.results.store import (
     ENV_VAR,
     KEY_FIELDS,
+    CellFailedError,
+    Failure,
     ResultKey,
     ResultsStore,
     Row,
@@ -14,6 +17,8 @@ from memsr_bench.results.store import (
 __all__ = [
     "ENV_VAR",
     "KEY_FIELDS",
+    "CellFailedError",
+    "Failure",
     "ResultKey",
     "ResultsStore",
     "Row",

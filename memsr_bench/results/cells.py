@@ -156,9 +156,7 @@ def memory_key(loaded, shape: Sequence[int], device: str = "cpu") -> ResultKey:
     return _key("memory", loaded, shape, {"batch": 1, "dtype": "float32"}, device_label(device))
 
 
-def measure_memory(
-    loaded, shape: Sequence[int], device: str = "cpu", max_memory: int | None = None
-) -> dict[str, Any]:
+def measure_memory(loaded, shape: Sequence[int], device: str = "cpu", max_memory: int | None = None) -> dict[str, Any]:
     """``peak_memory_bytes_measured`` of one forward pass and how it was measured."""
     result = profile(
         loaded.module, shape, quantities=("peak_memory_bytes_measured",), device=device, max_memory=max_memory
