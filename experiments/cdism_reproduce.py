@@ -11,7 +11,9 @@ initial weights, patches, Adam, learning rate, EMA (0.999) and step budget in fi
 
 - ``scratch``: L1 to HR only (lap_weight 0, l1_weight 1);
 - ``multilap-<teacher>``: MultiLap(student, teacher) + 0.1 · L1(student, HR), the released recipe;
-- ``l1kd-<teacher>``: L1(student, teacher) + 0.1 · L1(student, HR), plain output distillation.
+- ``l1kd-<teacher>``: L1(student, teacher) + 0.1 · L1(student, HR), plain output distillation;
+- ``multilap-flat-<first teacher>``: MultiLap with every pyramid level weighted 1 instead of 2**i, to test
+  whether the coarse levels' weight is what slows MultiLap distillation down.
 
 The defaults fit the 2-core CPU budget of the issue (≤ 2 h): LR patches of 32 (HR 64) in batches of 16 and
 teacher targets cached once per training image (``--teacher-targets cached``; ``online`` is the released
@@ -45,6 +47,8 @@ def _runs(teachers: list[str]) -> list[tuple[str, str | None, dict]]:
     for t in teachers:
         runs.append((f"multilap-{t}", t, {}))
         runs.append((f"l1kd-{t}", t, {"teacher_loss": "l1"}))
+        if t == teachers[0]:  # the investigation: are the coarse levels' weights (up to 16) what slows it?
+            runs.append((f"multilap-flat-{t}", t, {"lap_level_weights": (1.0,) * 5}))
     return runs
 
 

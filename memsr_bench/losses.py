@@ -31,6 +31,8 @@ level); they are not offered here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +41,7 @@ __all__ = [
     "LapLoss",
     "MultiLapLoss",
     "PYRAMID_LEVELS",
+    "RELEASED_LEVEL_WEIGHTS",
     "SIZE_MULTIPLE",
     "binomial_blur",
     "binomial_kernel",
@@ -52,6 +55,16 @@ SIZE_MULTIPLE = 2 ** (PYRAMID_LEVELS - 1)
 MIN_SIZE = 2 * SIZE_MULTIPLE
 
 _BINOMIAL_1D = (1.0, 4.0, 6.0, 4.0, 1.0)
+RELEASED_LEVEL_WEIGHTS = tuple(2.0**i for i in range(PYRAMID_LEVELS))  # finest band 1 ... coarse residual 16
+
+
+def _level_weights(weights: Sequence[float] | None) -> tuple[float, ...]:
+    if weights is None:
+        return RELEASED_LEVEL_WEIGHTS
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != PYRAMID_LEVELS or not all(w >= 0 and w != float("inf") for w in weights):
+        raise ValueError(f"level weights must be {PYRAMID_LEVELS} finite numbers >= 0, finest first, not {weights}")
+    return weights
 
 
 def binomial_kernel() -> torch.Tensor:
@@ -115,23 +128,25 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
 
 
 class LapLoss(nn.Module):
-    """``loss_weight · sum_i 2**i · mean|L_i(pred) - L_i(target)|`` over the 5-level pyramid.
+    """``loss_weight · sum_i w_i · mean|L_i(pred) - L_i(target)|`` over the 5-level pyramid.
 
-    Released name: ``LaplacianLoss`` (``basicsr/losses/basic_loss.py`` at ``ab9919e``). Inputs are
+    Released name: ``LaplacianLoss`` (``basicsr/losses/basic_loss.py`` at ``ab9919e``), whose level weights
+    are ``w_i = 2**i`` (the default); ``level_weights`` (finest band first) exists for ablations. Inputs are
     (N, C, H, W) with H and W multiples of 16, at least 32; see the module docstring.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, level_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.loss_weight = loss_weight
+        self.level_weights = _level_weights(level_weights)
         self.register_buffer("kernel", binomial_kernel(), persistent=False)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_pair(pred, target)
         total = pred.new_zeros(())
         levels = zip(laplacian_pyramid(pred, self.kernel), laplacian_pyramid(target, self.kernel), strict=True)
-        for i, (a, b) in enumerate(levels):
-            total = total + (2.0**i) * (a - b).abs().mean()
+        for weight, (a, b) in zip(self.level_weights, levels, strict=True):
+            total = total + weight * (a - b).abs().mean()
         return self.loss_weight * total
 
 
@@ -142,12 +157,13 @@ class MultiLapLoss(nn.Module):
     at every pyramid level a second time. Released name: ``MultiLapLoss`` (``basicsr/losses/basic_loss.py``
     at ``ab9919e``; used as ``dis_opt`` with ``loss_weight: 1`` next to ``0.1·L1`` to the HR image in
     both ``distill_*`` configs). Inputs are (N, C, H, W) with H and W multiples of 16, at least 32.
+    ``level_weights`` as in :class:`LapLoss` (both terms; default: the released ``2**i``).
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
+    def __init__(self, loss_weight: float = 1.0, level_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.loss_weight = loss_weight
-        self.lap = LapLoss()
+        self.lap = LapLoss(level_weights=level_weights)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check_pair(pred, target)

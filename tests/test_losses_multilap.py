@@ -141,3 +141,15 @@ def test_any_channel_count_is_per_channel() -> None:
     t = torch.rand(1, 4, 32, 32, generator=g, dtype=torch.float64)
     per_channel = sum(MultiLapLoss()(p[:, c : c + 1], t[:, c : c + 1]) for c in range(4)) / 4
     assert MultiLapLoss()(p, t).item() == pytest.approx(per_channel.item(), abs=1e-12)
+
+
+def test_level_weights_default_to_the_released_ones_and_weigh_each_level() -> None:
+    torch.manual_seed(5)
+    pred, target = torch.rand(2, 3, 32, 48), torch.rand(2, 3, 32, 48)
+    per_level = [(a - b).abs().mean() for a, b in zip(laplacian_pyramid(pred), laplacian_pyramid(target), strict=True)]
+    assert torch.allclose(LapLoss()(pred, target), sum(2.0**i * v for i, v in enumerate(per_level)))
+    assert torch.allclose(LapLoss(level_weights=[1, 0, 0, 0, 3])(pred, target), per_level[0] + 3 * per_level[4])
+    assert MultiLapLoss(level_weights=[1, 2, 4, 8, 16])(pred, target) == MultiLapLoss()(pred, target)
+    for bad in ([1, 1, 1, 1], [1, 1, 1, 1, -1], [1, 1, 1, 1, float("inf")]):
+        with pytest.raises(ValueError, match="level weights"):
+            MultiLapLoss(level_weights=bad)

@@ -142,6 +142,7 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         lap_weight=args.lap_weight,
         teacher_loss=args.teacher_loss,
         teacher_targets=args.teacher_targets,
+        lap_level_weights=tuple(args.lap_level_weights) if args.lap_level_weights else None,
     )
     result = distill(
         teacher,
@@ -308,6 +309,14 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         choices=("multilap", "l1"),
         default="multilap",
         help="term matching the teacher: multilap (released) or l1 (plain output distillation)",
+    )
+    p.add_argument(
+        "--lap-level-weights",
+        type=non_negative_float,
+        nargs=5,
+        default=None,
+        metavar="W",
+        help="MultiLap pyramid level weights, finest first (released: 1 2 4 8 16); for ablations",
     )
     p.add_argument(
         "--teacher-targets",

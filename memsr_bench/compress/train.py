@@ -185,11 +185,17 @@ class DistillConfig(_RunConfig):
     lap_weight: float = 1.0
     teacher_loss: str = "multilap"  # or "l1": plain L1 to the teacher's output (the ablation's baseline)
     teacher_targets: str = "online"  # or "cached" (see TEACHER_TARGETS)
+    lap_level_weights: tuple[float, ...] | None = None  # MultiLap's pyramid weights; None: released 2**i
 
     def check(self) -> None:
         super().check()
         if self.teacher_loss not in TEACHER_LOSSES:
             raise MemsrInputError("--teacher-loss", f"must be one of {TEACHER_LOSSES}, not {self.teacher_loss!r}")
+        if self.lap_level_weights is not None:
+            try:
+                MultiLapLoss(level_weights=self.lap_level_weights)
+            except ValueError as err:
+                raise MemsrInputError("--lap-level-weights", str(err)) from None
         if self.teacher_targets not in TEACHER_TARGETS:
             raise MemsrInputError(
                 "--teacher-targets", f"must be one of {TEACHER_TARGETS}, not {self.teacher_targets!r}"
@@ -790,7 +796,7 @@ def distill(
         for p in ema_model.parameters():
             p.requires_grad_(False)
     optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
-    multilap = MultiLapLoss().to(device)
+    multilap = MultiLapLoss(level_weights=config.lap_level_weights).to(device)
     if run.state is not None:
         student.load_state_dict(run.state["train_model"] if ema_model is not None else run.state["model"])
         if ema_model is not None:
@@ -800,7 +806,8 @@ def distill(
     # lap_weight 0 (training from scratch beside distilled runs) reads no teacher output: none is computed,
     # and the patches are the same (the sampler's draws do not depend on the targets).
     uses_teacher = config.lap_weight > 0
-    cached = uses_teacher and config.teacher_targets == "cached"
+    finished = run.start_epoch >= config.epochs  # read back: no step runs, so no target is needed
+    cached = uses_teacher and config.teacher_targets == "cached" and not finished
     if cached:
         run.sampler.set_targets(_cache_teacher_targets(teacher, run, t_range))
 
