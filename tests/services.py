@@ -65,6 +65,7 @@ def _run(cmd: list[str], user: tuple[int, int] | None, **kwargs) -> subprocess.C
 @contextlib.contextmanager
 def postgres_server(db: str = "memsr") -> Iterator[str]:
     """A fresh PostgreSQL server on 127.0.0.1 with an empty database ``db``: yields its URL."""
+    pytest.importorskip("psycopg", reason="psycopg 3 not installed: pip install 'memsr-bench[cluster]'")
     bindir = postgres_bin()
     if bindir is None:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
