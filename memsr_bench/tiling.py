@@ -174,6 +174,12 @@ class _ConvWorkspace(TorchDispatchMode):
         trivial = (kh, kw) == (1, 1) and all(int(v) == 1 for v in _pair(stride)) and _no_padding(padding)
         item = x.element_size()
         n, _, oh, ow = (int(v) for v in out.shape)
+        rows = _conv_chunk_rows(args)
+        if rows is not None:  # _RowChunkedConvolution: one chunk's columns, its input rows and output rows
+            chunk_in = n * int(x.shape[1]) * (rows + kh - 1) * int(x.shape[3]) * item
+            chunk_out = n * int(out.shape[1]) * rows * ow * item
+            columns = n * int(weight.shape[1]) * kh * kw * rows * ow * item
+            return columns + chunk_in + chunk_out + ((chunk_in + chunk_out) if groups > 1 else 0)
         columns = 0 if trivial else n * int(weight.shape[1]) * kh * kw * oh * ow * item
         copies = (x.numel() + out.numel()) * item if groups > 1 else 0
         return columns + copies
@@ -358,15 +364,22 @@ def plan_tiling(
 
 def _choose_cores(height, width, grid, halo, smallest, need, base, costs, scale, stream) -> tuple[int, int]:
     """The (core_h, core_w) of least compute that fits ``base`` bytes (see the module docstring)."""
-    # Affine screen of the tile cost in the padded area, from two predictions.
-    a_side, b_side = smallest + 2 * halo, 2 * smallest + 2 * halo
-    cost_a, cost_b = costs.total(a_side, a_side), costs.total(b_side, b_side)
-    slope = max((cost_b - cost_a) / max(b_side**2 - a_side**2, 1), 1e-9)
-    offset = cost_a - slope * a_side**2
+    # Screen: the tile cost interpolated (piecewise linear in the padded area) between predictions on squares
+    # of doubling sides; not affine, since the convolutions' column buffers stop growing once chunked.
+    largest = max(height, width) + 2 * halo
+    sides = sorted({min(side, largest) for side in (smallest + 2 * halo, 64, 128, 256, 512, 1024, 2048)})
+    areas = np.array([side * side for side in sides], dtype=np.float64)
+    totals = np.array([costs.total(side, side) for side in sides], dtype=np.float64)
+
+    def estimate(area: float) -> float:
+        if len(areas) == 1 or area <= areas[-1]:
+            return float(np.interp(area, areas, totals))
+        slope = (totals[-1] - totals[-2]) / (areas[-1] - areas[-2])
+        return float(totals[-1] + slope * (area - areas[-1]))
 
     def screen(core_h: int, core_w: int) -> bool:  # optimistic by 5 %: the prediction decides
         padded = _largest_padded(height, core_h, halo) * _largest_padded(width, core_w, halo)
-        return _host_buffers(height, width, scale, core_h, stream) + offset + slope * padded <= 1.05 * base
+        return _host_buffers(height, width, scale, core_h, stream) + estimate(padded) <= 1.05 * base
 
     def cores(length: int) -> list[int]:  # equal tiles: each number of tiles, its smallest core on the grid
         found: dict[int, int] = {}
@@ -584,6 +597,72 @@ def return_freed_blocks() -> bool:
         return False
 
 
+_CONV_CHUNK_BYTES = 16 * 2**20  # column buffer of one chunk of output rows (_RowChunkedConvolution)
+
+
+def _conv_chunk_rows(args) -> int | None:
+    """Output rows per chunk for a ``conv2d`` call (its positional ``args``) that :class:`_RowChunkedConvolution`
+    splits, or None: stride 1, no dilation, a kernel taller than 1 row, integer padding, and a column buffer
+    over ``_CONV_CHUNK_BYTES`` for the whole output."""
+    x, weight = args[0], args[1]
+    if not (isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)) or x.dim() != 4 or weight.dim() != 4:
+        return None
+    stride, padding, dilation = (list(_pair(args[i])) if len(args) > i else [d, d] for i, d in ((3, 1), (4, 0), (5, 1)))
+    if stride != [1, 1] or dilation != [1, 1] or any(isinstance(p, str) for p in padding) or weight.shape[2] < 2:
+        return None
+    kh, kw = int(weight.shape[2]), int(weight.shape[3])
+    out_h = int(x.shape[2]) + 2 * int(padding[0]) - kh + 1
+    out_w = int(x.shape[3]) + 2 * int(padding[1]) - kw + 1
+    row_bytes = int(x.shape[0]) * int(weight.shape[1]) * kh * kw * out_w * x.element_size()
+    rows = max(1, _CONV_CHUNK_BYTES // max(row_bytes, 1))
+    return rows if rows < out_h else None
+
+
+class _RowChunkedConvolution(TorchDispatchMode):
+    """Runs a large CPU ``conv2d`` over chunks of output rows, so that the native kernel's column buffer
+    (im2col: ``C_in/groups · kh · kw`` floats per output pixel, 1800 bytes a pixel for 50 channels 3x3, twice
+    the tensors FMEN-S keeps alive) is bounded by ``_CONV_CHUNK_BYTES`` instead of growing with the tile.
+
+    Each chunk reads the input rows its outputs see, with explicit zero rows where the image border is (the
+    kernel writes the same zeros into its columns for implicit padding), and is convolved with vertical
+    padding 0: every output pixel is the same sum of the same products, and the native kernel's results do
+    not depend on the number of output pixels (the premise of tiling itself, tested), so the output is the
+    one of the unchunked call. The tile cost (:func:`peak_with_conv_workspace`) counts one chunk.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if (
+            func is not torch.ops.aten.conv2d.default
+            or kwargs
+            or type(args[0]) is not torch.Tensor  # fake tensors of a predicted pass run as they are
+            or args[0].device.type != "cpu"
+            or not args[0].is_contiguous()
+        ):
+            return func(*args, **(kwargs or {}))
+        rows = _conv_chunk_rows(args)
+        if rows is None:
+            return func(*args)
+        x, weight = args[0], args[1]
+        bias = args[2] if len(args) > 2 else None
+        pad_h, pad_w = (int(v) for v in _pair(args[4]))
+        groups = int(args[6]) if len(args) > 6 else 1
+        height, kh = int(x.shape[2]), int(weight.shape[2])
+        out_h = height + 2 * pad_h - kh + 1
+        out = None
+        for r0 in range(0, out_h, rows):
+            r1 = min(out_h, r0 + rows)
+            first, last = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [first, last) seen by output rows [r0, r1)
+            piece = x[:, :, max(first, 0) : min(last, height)]
+            if first < 0 or last > height:
+                piece = torch.nn.functional.pad(piece, (0, 0, max(0, -first), max(0, last - height)))
+            chunk = func(piece, weight, bias, [1, 1], [0, pad_w], [1, 1], groups)
+            if out is None:
+                out = chunk.new_empty((chunk.shape[0], chunk.shape[1], out_h, chunk.shape[3]))
+            out[:, :, r0:r1] = chunk
+            del chunk, piece
+        return out
+
+
 class _PositionIndependentActivations(TorchDispatchMode):
     """Evaluates sigmoid, SiLU, GELU, Mish and hard-swish on CPU so that an element's result does not depend on
     where it lies in its tensor.
@@ -636,7 +715,8 @@ class _PositionIndependentActivations(TorchDispatchMode):
 
 def native_cpu_kernels(enabled: bool = True):
     """A context where CPU inference is size-independent per pixel, if ``enabled``: convolutions use PyTorch's
-    native kernels (oneDNN off) and sigmoid-like activations take the vectorised path for every element
+    native kernels (oneDNN off), over chunks of output rows when their column buffer is large
+    (:class:`_RowChunkedConvolution`), and sigmoid-like activations take the vectorised path for every element
     (:class:`_PositionIndependentActivations`)."""
     import contextlib
     import warnings
@@ -648,6 +728,7 @@ def native_cpu_kernels(enabled: bool = True):
         warnings.simplefilter("ignore", UserWarning)
         stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
     stack.enter_context(_PositionIndependentActivations())
+    stack.enter_context(_RowChunkedConvolution())
     return stack
 
 
