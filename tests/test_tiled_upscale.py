@@ -212,3 +212,35 @@ def test_activations_do_not_depend_on_the_tensor_size(op):
         whole = f(x)
         for y0, y1, x0, x1 in ((13, 200, 5, 170), (0, 1, 0, 7), (150, 301, 100, 207)):
             assert torch.equal(f(x[:, :, y0:y1, x0:x1].contiguous()), whole[:, :, y0:y1, x0:x1])
+
+
+@pytest.mark.parametrize(("cin", "cout", "kernel", "groups"), [(6, 5, 3, 1), (8, 8, 3, 4), (4, 3, 5, 1)])
+def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups):
+    import memsr_bench.tiling as tiling
+
+    conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups)
+    x = torch.randn(1, cin, 37, 23, generator=torch.Generator().manual_seed(cin))
+    with torch.inference_mode():
+        with native_cpu_kernels():
+            whole = conv(x)  # one call: its column buffer is far below the chunk size
+        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 2048)  # a few output rows a chunk
+        with native_cpu_kernels():
+            chunked = conv(x)
+    assert tiling._conv_chunk_rows((x, conv.weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups)) < 37
+    assert torch.equal(chunked, whole)
+    shape = (1, cin, 37, 23)
+    full = tiling.peak_with_conv_workspace(conv, shape)
+    monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 2**40)
+    assert full < tiling.peak_with_conv_workspace(conv, shape)  # the tile cost counts one chunk
+
+
+def test_tiles_with_chunked_convolutions_bit_identical(monkeypatch):
+    import memsr_bench.tiling as tiling
+
+    loaded = _model("edsr-baseline", 2, SMALL_EDSR)
+    lr = np.random.default_rng(3).integers(0, 256, (45, 37, 3), dtype=np.uint8)
+    monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 128 * 1024)  # chunked in the tiles and in the whole image
+    with native_cpu_kernels():
+        whole = upscaler(loaded.module)(lr)
+    sr, plan = upscale_image(loaded, lr, tile_budget(loaded, lr.shape[:2], 16), "cpu")
+    assert plan.n_tiles >= 2 and np.array_equal(sr, whole)
