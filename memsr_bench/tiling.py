@@ -50,6 +50,7 @@ the whole image fits the budget the deviation from whole-image inference is meas
 
 from __future__ import annotations
 
+import heapq
 import math
 import platform
 import time
@@ -389,17 +390,28 @@ def _choose_cores(height, width, grid, halo, smallest, need, base, costs, scale,
         return sorted(set(found.values()), reverse=True)
 
     heights, widths = cores(height), cores(width)
-    candidates = []
-    for core_h in heights:
-        for core_w in widths:  # widest first: the first that passes the screen is the least compute
-            if screen(core_h, core_w):
-                compute = _padded_length(height, core_h, halo) * _padded_length(width, core_w, halo)
-                tiles = math.ceil(height / core_h) * math.ceil(width / core_w)
-                candidates.append((compute, tiles, core_h, core_w))
-                break
-    for _, _, core_h, core_w in sorted(candidates)[:_MAX_CHECKS]:
+
+    def candidate(core_h: int, index: int) -> tuple[int, int, int, int, int] | None:
+        """The widest core width from ``widths[index:]`` that passes the screen for ``core_h``, with its cost."""
+        for i in range(index, len(widths)):
+            if screen(core_h, widths[i]):
+                compute = _padded_length(height, core_h, halo) * _padded_length(width, widths[i], halo)
+                tiles = math.ceil(height / core_h) * math.ceil(width / widths[i])
+                return compute, tiles, core_h, widths[i], i
+        return None
+
+    # Least compute first; a candidate the prediction refuses gives way to the next narrower one of its height.
+    queue = [c for c in (candidate(core_h, 0) for core_h in heights) if c is not None]
+    heapq.heapify(queue)
+    for _ in range(_MAX_CHECKS):
+        if not queue:
+            break
+        _, _, core_h, core_w, index = heapq.heappop(queue)
         if need(core_h, core_w) <= base:
             return core_h, core_w
+        narrower = candidate(core_h, index + 1)
+        if narrower is not None:
+            heapq.heappush(queue, narrower)
     return smallest, smallest
 
 
