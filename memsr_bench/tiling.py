@@ -585,6 +585,7 @@ def upscale_to_png(
                 if measured is not None:
                     measured.update(band, reference[first : first + band.shape[0]])
                 writer.write_rows(band)
+                del band  # else this loop holds the written band while the generator fills the next one
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     deviation = measured.result() if measured is not None else None
     return replace(plan, deviation=deviation, deviation_note=note, seconds=seconds, cpu_seconds=cpu_seconds)
