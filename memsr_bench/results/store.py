@@ -516,7 +516,7 @@ class ResultsStore:
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("COMMIT")
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self):  # a sqlite3 connection here, a psycopg one in PostgresResultsStore
         if self._conn is None:
             raise self._error("results store is closed")
         if self._pid != os.getpid():  # a forked child must not share the parent's connection
@@ -876,14 +876,6 @@ class PostgresResultsStore(ResultsStore):
             "has_table_privilege('results', 'INSERT') AND has_table_privilege('failures', 'INSERT')"
         ).fetchone()
         return None if may_insert else f"database user {user} may not insert into results"
-
-    def _connection(self):
-        if self._conn is None:
-            raise self._error("results store is closed")
-        if self._pid != os.getpid():  # a forked child must not share the parent's connection
-            self._conn = None
-            self._connect()
-        return self._conn
 
     def close(self) -> None:
         with self._lock:
