@@ -79,12 +79,13 @@ def _gradient_shares(teacher, t_range: float, args) -> dict[str, float]:
         with torch.no_grad():
             target = teacher(lr * (t_range / 255.0)) / t_range
         sr = student(lr) / 255.0
-        terms = []
-        for i, weight in enumerate(RELEASED_LEVEL_WEIGHTS):
-            pairs = (sr, target), (sr - binomial_blur(sr), target - binomial_blur(target))
-            terms.append(
-                sum(weight * (laplacian_pyramid(a)[i] - laplacian_pyramid(b)[i]).abs().mean() for a, b in pairs)
-            )
+        # MultiLap's two pyramids (the images, and their high-pass residues), each built once
+        pairs = (sr, target), (sr - binomial_blur(sr), target - binomial_blur(target))
+        pyramids = [(laplacian_pyramid(a), laplacian_pyramid(b)) for a, b in pairs]
+        terms = [
+            sum(weight * (pa[i] - pb[i]).abs().mean() for pa, pb in pyramids)
+            for i, weight in enumerate(RELEASED_LEVEL_WEIGHTS)
+        ]
         terms.append(0.1 * (sr - hr / 255.0).abs().mean())
         for k, term in enumerate(terms):
             grads = torch.autograd.grad(term, list(student.parameters()), retain_graph=True)
