@@ -73,6 +73,51 @@ def _differences(got, expected, path: str = "") -> list[str]:
     return [] if got == expected else [f"{path}: {got!r:.200} != {expected!r:.200}"]
 
 
+class _ProfilerLikeSampler:
+    """What dask's statistical profiler does to the thread running a task: every ``interval`` seconds it
+    takes that thread's current frame and holds it for a moment (``hold`` seconds here, so that the
+    effect is certain). A held frame keeps its local variables, and so their tensors, alive."""
+
+    def __init__(self, thread_id: int, interval: float = 0.001, hold: float = 0.002):
+        self.thread_id, self.interval, self.hold = thread_id, interval, hold
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            frame = sys._current_frames().get(self.thread_id)
+            self.samples += frame is not None
+            time.sleep(self.hold)
+            del frame
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def test_a_worker_measures_as_a_local_run_while_its_profiler_samples_the_task_thread():
+    """The worker's entry point runs the cell in its own thread, so the profiler's sampling of the task
+    thread cannot keep tensors alive: the predicted peaks equal a local run's. Control: the same sampling
+    on the thread that runs the cell itself does change them (eager lifetimes follow real deaths)."""
+    from memsr_bench.model import load_model
+    from memsr_bench.results.jobs import _run_on_worker
+
+    cell = counts_cell(load_model("carn-m", 3), SHAPE)
+    expected = cell.run()
+    with _ProfilerLikeSampler(threading.get_ident()) as sampler:
+        on_worker = [_run_on_worker(cell)[0] for _ in range(3)]
+        sampled_directly = [cell.run() for _ in range(10)]
+    assert sampler.samples > 0
+    assert all(_differences(values, expected) == [] for values in on_worker)
+    assert any(_differences(values, expected) != [] for values in sampled_directly), "the control did not disturb"
+
+
 def test_failing_cell_is_recorded_and_the_others_finish(postgres, cluster):
     """A cell that raises is recorded with its one-line reason; the others are stored; a rerun retries it."""
     from dataclasses import replace

@@ -161,17 +161,40 @@ def _run_on_worker(cell: Cell) -> tuple[list[dict[str, Any]], float, str]:
     One cell at a time per worker process, whatever its ``--nthreads`` (the measurements hook modules and
     time passes: not for concurrent threads), and without automatic garbage collection meanwhile: the
     worker's other threads (its event loop) allocate too and would otherwise start a collection in the
-    middle of a pass, at another moment than in a local run."""
+    middle of a pass, at another moment than in a local run.
+
+    The cell runs in a thread of its own, not in the task's thread: the worker's statistical profiler
+    samples the task threads' frames every 10 ms, and a sampled frame keeps its local variables alive
+    until the profiler lets go, so tensors would die later than in a local run and the measured and
+    predicted peaks (eager lifetimes) would change from run to run."""
     with _ONE_CELL_AT_A_TIME:
         automatic = gc.isenabled()
         gc.disable()
         try:
             start = time.perf_counter()
-            values = cell.run()
+            values = _in_own_thread(cell.run)
             return values, time.perf_counter() - start, socket.gethostname()
         finally:
             if automatic:
                 gc.enable()
+
+
+def _in_own_thread(function: Callable[[], Any]) -> Any:
+    """``function()`` run in a new thread (its result returned, its exception raised here)."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = function()
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, name="memsr-bench cell")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 @dataclass
@@ -234,7 +257,7 @@ def run_cells(
             for cell in todo.values():
                 start = time.perf_counter()
                 try:
-                    values = cell.run()
+                    values = _in_own_thread(cell.run)
                 except Exception as err:  # a failing cell does not stop the sweep
                     _failed(store, cell, _reason(err), summary, socket.gethostname())
                 else:
