@@ -54,6 +54,7 @@ import heapq
 import math
 import platform
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +66,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.receptive_field import ReceptiveField, receptive_field
+from memsr_bench.row_stream import RowProgram, trace_rows
 from memsr_bench.units import format_bytes
 
 __all__ = [
@@ -119,6 +121,7 @@ class TilingPlan:
     deviation_note: str | None = None
     seconds: float | None = None  # wall time of planning, tiles (and streaming)
     cpu_seconds: float | None = None  # CPU time of the process over the same span, all threads
+    method: str = "tiles"  # "tiles" (halo tiles) or "rows" (row streaming: tile = (band rows, width), halo 0)
 
     @property
     def total_bytes(self) -> int:
@@ -129,6 +132,12 @@ class TilingPlan:
 
     def describe(self) -> str:
         mode = "exact" if self.exact else "approximate"
+        if self.method == "rows":
+            return (
+                f"{self.model} x{self.scale}: LR {self.lr_size[0]}x{self.lr_size[1]} streamed by rows in "
+                f"{self.n_tiles} band(s) of {self.tile[0]} rows ({mode}, each layer's rows computed once); "
+                f"{format_bytes(self.total_bytes)} of {format_bytes(self.budget_bytes)}"
+            )
         return (
             f"{self.model} x{self.scale}: LR {self.lr_size[0]}x{self.lr_size[1]} in {self.n_tiles} tile(s) of "
             f"{self.tile[0]}x{self.tile[1]} + halo {self.halo} (grid {self.grid}, {mode}, "
@@ -302,6 +311,9 @@ def tile_budget(
     return RUNTIME_ALLOWANCE_BYTES + host + _Costs(loaded, channels).total(*padded)
 
 
+METHODS = ("auto", "rows", "tiles")
+
+
 def plan_tiling(
     loaded,
     lr_size: tuple[int, int],
@@ -309,17 +321,38 @@ def plan_tiling(
     rf: ReceptiveField | None = None,
     *,
     stream: bool = False,
+    method: str = "auto",
 ) -> TilingPlan:
     """The tiling of an LR image of ``lr_size`` (H, W) for ``loaded`` (a :class:`~memsr_bench.model.LoadedModel`)
     within ``max_memory_bytes``; ``rf`` is its receptive field (analysed here if not given); ``stream``:
     the output is written band by band (:func:`upscale_to_png`) instead of held whole.
 
-    Raises :class:`MemsrInputError` if the budget does not hold even a 16x16 tile.
+    ``method``: ``"rows"`` streams full-width bands of rows through the network, each layer computing each
+    row once (:mod:`memsr_bench.row_stream`; exact, no recomputed halo); ``"tiles"`` runs halo tiles;
+    ``"auto"`` (default) takes rows where the model's graph allows it and some band fits, tiles otherwise.
+
+    Raises :class:`MemsrInputError` if the budget does not hold even a 16x16 tile (or one row, for rows).
     """
+    if method not in METHODS:
+        raise MemsrInputError("--method", f"must be one of {', '.join(METHODS)}, not {method!r}")
     height, width = (int(v) for v in lr_size)
     channels = _channels(loaded)
     if rf is None:
         rf = receptive_field(loaded.module, loaded.scale, name=loaded.name, channels=channels)
+    if method != "tiles":
+        program = row_program(loaded, rf)
+        if isinstance(program, RowProgram):
+            plan = _plan_rows(loaded, program, (height, width), max_memory_bytes, rf, stream)
+            if plan is not None or method == "rows":
+                if plan is None:
+                    raise MemsrInputError(
+                        "--max-memory",
+                        f"{format_bytes(max_memory_bytes)} does not hold a band of {_MIN_BAND} rows of {loaded.name} "
+                        f"x{loaded.scale} on a {height}x{width} image streamed by rows (--method tiles may fit)",
+                    )
+                return plan
+        elif method == "rows":
+            raise MemsrInputError("--method", f"rows: {loaded.name} cannot be streamed by rows: {program}")
     grid, halo, exact, reason = _halo(rf, channels)
     costs = _Costs(loaded, channels)
     base = max_memory_bytes - RUNTIME_ALLOWANCE_BYTES
@@ -413,6 +446,146 @@ def _choose_cores(height, width, grid, halo, smallest, need, base, costs, scale,
         if narrower is not None:
             heapq.heappush(queue, narrower)
     return smallest, smallest
+
+
+_ROW_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> RowProgram or reason
+_BAND_PIXELS = 2**20  # LR pixels in a band of rows beyond which a larger band gains nothing (per-step overhead)
+_MIN_BAND = 8  # rows: below this, tiles (which cut the width too) are the better answer to a small budget
+
+
+def row_program(loaded, rf: ReceptiveField | None = None) -> RowProgram | str:
+    """The model's :class:`~memsr_bench.row_stream.RowProgram` (traced once per module), or why its rows cannot
+    be streamed: its graph has an op that is not row-local, or it is Y-only, or not local."""
+    if _channels(loaded) != 3:
+        return "Y-only model (its chroma is upscaled by bicubic on the host)"
+    if rf is not None and not (rf.local and not rf.size_dependent):
+        return rf.reason or "size-dependent"
+    if loaded.module not in _ROW_PROGRAMS:
+        _ROW_PROGRAMS[loaded.module] = trace_rows(loaded.module, 3, loaded.scale)
+    return _ROW_PROGRAMS[loaded.module]
+
+
+def _rows_to_uint8(out: torch.Tensor, input_range: float) -> torch.Tensor:
+    """``ModelUpscaler``'s output conversion on a band of output rows (1 x 3 x rows x W), in place: 3 x rows x W."""
+    out = out[0]
+    if input_range != 255.0:
+        out.mul_(255.0 / input_range)
+    return out.clamp_(0, 255).round_().to(torch.uint8)
+
+
+class _RowPass(torch.nn.Module):
+    """Row streaming of an image of ``height`` LR rows as one module, for the memory prediction: bands of the
+    input's height go through the program, each output band is converted to uint8 and dropped, as in
+    :func:`_row_bands`."""
+
+    def __init__(self, program: RowProgram, height: int, input_range: float):
+        super().__init__()
+        self.program, self.height, self.input_range = program, height, input_range
+
+    def forward(self, band: torch.Tensor) -> torch.Tensor:
+        rows = band.shape[2]
+
+        def bands() -> Iterator[torch.Tensor]:
+            for start in range(0, self.height, rows):
+                yield band[:, :, : min(rows, self.height - start)].clone()  # a new band each step, as on the host
+
+        for out in self.program.run(bands(), self.height):
+            _rows_to_uint8(out, self.input_range)
+        return band.new_zeros(1)
+
+
+def _plan_rows(loaded, program: RowProgram, lr_size, max_memory_bytes: int, rf: ReceptiveField, stream: bool):
+    """The row-streaming plan with the tallest band that fits (``_BAND_PIXELS`` pixels or the image, else powers
+    of two down to ``_MIN_BAND`` rows), or None if none does. Memory: the predicted peak of :class:`_RowPass`
+    (tensors and conv workspace, +5 %) over enough bands to reach the steady state and the last, flushing step."""
+    height, width = lr_size
+    s = loaded.scale
+    radius = rf.radius or 0
+    input_range = loaded.entry.spec.input_range
+    base = max_memory_bytes - RUNTIME_ALLOWANCE_BYTES
+
+    def cost(rows: int) -> tuple[int, int]:
+        last = height - rows * ((height - 1) // rows)  # the real last band
+        full = -(-radius // rows) + 2  # bands until the first output rows: the steady state
+        simulated = height if height <= (full + 1) * rows else full * rows + last
+        peak = peak_with_conv_workspace(_RowPass(program, simulated, input_range), (1, 3, rows, width))
+        out_rows = min(height, rows + 2 * radius) * s  # the most output rows one step finishes (the last)
+        if stream:
+            host = 3 * height * width + 2 * 3 * out_rows * width * s + _png_writer_bytes(width * s)
+        else:
+            host = 3 * height * width * (1 + s**2) + 3 * out_rows * width * s
+        return int(peak * _PEAK_MARGIN), host
+
+    top = min(height, max(_MIN_BAND, _BAND_PIXELS // max(width, 1)))
+    chosen = None
+    for rows in [top, *(r for r in (2**k for k in range(20, 2, -1)) if _MIN_BAND <= r < top)]:  # tallest first
+        peak, host = cost(rows)
+        if peak + host <= base:
+            chosen = rows, peak, host
+            break
+    if chosen is None:
+        return None
+    rows, peak, host = chosen
+    return TilingPlan(
+        model=loaded.name,
+        scale=s,
+        lr_size=(height, width),
+        tile=(rows, width),
+        halo=0,
+        grid=1,
+        n_tiles=math.ceil(height / rows),
+        exact=True,
+        reason=None,
+        budget_bytes=int(max_memory_bytes),
+        runtime_allowance_bytes=RUNTIME_ALLOWANCE_BYTES,
+        host_buffers_bytes=host,
+        tile_peak_bytes=peak,
+        tile_host_bytes=0,
+        stream=stream,
+        compute_ratio=1.0,
+        method="rows",
+    )
+
+
+def _row_bands(plan: TilingPlan, loaded, lr_uint8: np.ndarray, device, progress: bool):
+    """Yield ``(first SR row, band)``: the output rows as row streaming finishes them (uint8 H x W x 3)."""
+    program = row_program(loaded)
+    input_range = loaded.entry.spec.input_range
+    rows, height = plan.tile[0], plan.lr_size[0]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=plan.n_tiles, desc=f"{plan.model} row bands", unit="band", leave=False)
+
+    def bands() -> Iterator[torch.Tensor]:
+        for start in range(0, height, rows):
+            planes = lr_uint8[start : start + rows].transpose(2, 0, 1).astype(np.float32)
+            x = torch.from_numpy(planes).unsqueeze(0).to(device)  # as ModelUpscaler feeds the model
+            if input_range != 255.0:
+                x.mul_(input_range / 255.0)
+            yield x
+            del x, planes
+            if bar is not None:
+                bar.update(1)
+
+    first = 0
+    try:
+        with torch.inference_mode():
+            for out in program.run(bands(), height):
+                out = out.cpu()
+                if not bool(torch.isfinite(out).all()):
+                    raise MemsrInputError(
+                        plan.model, f"non-finite output (NaN or inf) in output rows from {first}: check its weights"
+                    )
+                band = np.ascontiguousarray(_rows_to_uint8(out, input_range).permute(1, 2, 0).numpy())
+                del out
+                yield first, band
+                first += band.shape[0]
+                del band
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _tiles(plan: TilingPlan) -> Iterator[list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]]:
@@ -511,6 +684,7 @@ def upscale_image(
     progress: bool = False,
     compare: bool = True,
     native_kernels: bool = True,
+    method: str = "auto",
 ) -> tuple[np.ndarray, TilingPlan]:
     """Upscale ``lr_uint8`` (H x W x 3 uint8 RGB) with ``loaded_model`` tile by tile within ``max_memory_bytes``.
 
@@ -519,18 +693,23 @@ def upscale_image(
     is also upscaled and compared (``plan.deviation``) when ``compare`` and it fits the budget;
     otherwise ``plan.deviation_note`` says it was not measured. ``progress`` shows a tqdm bar over tiles.
     ``native_kernels`` (CPU): run without oneDNN, whose arithmetic depends on the tile size (module docstring).
+    ``method``: rows, tiles or auto (:func:`plan_tiling`).
     For outputs too large to hold, :func:`upscale_to_png` streams them to a file.
     """
     _check_image(lr_uint8)
     return_freed_blocks()
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
-        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf)
+        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, method=method)
         run = _upscaler(loaded_model, device)
         s = plan.scale
         sr = np.empty((plan.lr_size[0] * s, plan.lr_size[1] * s, 3), dtype=np.uint8)
-        for _ in _bands(plan, lr_uint8, run, progress, out=sr):
-            pass
+        if plan.method == "rows":
+            for first, band in _row_bands(plan, loaded_model, lr_uint8, device, progress):
+                sr[first : first + band.shape[0]] = band
+        else:
+            for _ in _bands(plan, lr_uint8, run, progress, out=sr):
+                pass
         deviation, note = None, None
         if not plan.exact:
             if compare and _whole_fits(loaded_model, plan):
@@ -555,6 +734,7 @@ def upscale_to_png(
     compare: bool = True,
     native_kernels: bool = True,
     compress_level: int = 6,
+    method: str = "auto",
 ) -> TilingPlan:
     """Upscale ``lr_uint8`` like :func:`upscale_image` and write the 8-bit RGB PNG ``path`` row band by row
     band as tiles finish (:class:`~memsr_bench.data.image_io.PngStreamWriter`): the host holds the input and
@@ -570,7 +750,7 @@ def upscale_to_png(
     return_freed_blocks()
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
-        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, stream=True)
+        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, stream=True, method=method)
         run = _upscaler(loaded_model, device)
         s = plan.scale
         reference, measured, note = None, None, None
@@ -581,7 +761,12 @@ def upscale_to_png(
                 note = "not measured: the whole image does not fit the budget" if compare else "not measured"
         height, width = plan.lr_size
         with PngStreamWriter(path, height * s, width * s, compress_level=compress_level) as writer:
-            for first, band in _bands(plan, lr_uint8, run, progress):
+            bands = (
+                _row_bands(plan, loaded_model, lr_uint8, device, progress)
+                if plan.method == "rows"
+                else _bands(plan, lr_uint8, run, progress)
+            )
+            for first, band in bands:
                 if measured is not None:
                     measured.update(band, reference[first : first + band.shape[0]])
                 writer.write_rows(band)

@@ -54,7 +54,7 @@ def test_tiles_bit_identical_to_whole_image(name, scale, config, size):
         computes = []
         for core in (16, 24) if rf.radius < 16 else (16,):  # large halos: one budget (time)
             budget = tile_budget(loaded, size, core, rf)
-            sr, plan = upscale_image(loaded, lr, budget, "cpu", rf=rf)
+            sr, plan = upscale_image(loaded, lr, budget, "cpu", rf=rf, method="tiles")
             assert plan.exact and plan.n_tiles >= 2, plan
             assert plan.halo >= rf.radius and plan.halo % rf.grid == 0 and plan.tile[0] % rf.grid == 0
             assert plan.total_bytes <= budget
@@ -67,7 +67,7 @@ def test_tiles_bit_identical_to_whole_image(name, scale, config, size):
 def test_whole_image_when_the_budget_allows():
     loaded = _model("edsr-baseline", 2, SMALL_EDSR)
     lr = np.random.default_rng(0).integers(0, 256, (21, 19, 3), dtype=np.uint8)
-    sr, plan = upscale_image(loaded, lr, 2**30, "cpu")
+    sr, plan = upscale_image(loaded, lr, 2**30, "cpu", method="tiles")
     with native_cpu_kernels():
         assert plan.n_tiles == 1 and plan.exact and np.array_equal(sr, upscaler(loaded.module)(lr))
 
@@ -92,12 +92,12 @@ def test_cli_folder_matches_python(tmp_path, capsys):
     budget = tile_budget(loaded, (37, 45), 16, stream=True)  # the CLI streams its output to the PNG
     torch.save(loaded.module.state_dict(), tmp_path / "w.pt")
     argv = ["upscale", str(src), str(dst), "--model", "edsr-baseline", "--scale", "2", "--config", "n_resblocks=2",
-            "n_feats=16", "--max-memory", str(budget), "--quiet"]  # fmt: skip
+            "n_feats=16", "--max-memory", str(budget), "--method", "tiles", "--quiet"]  # fmt: skip
     assert main([*argv, "--weights", str(tmp_path / "w.pt")]) == 0
     out = capsys.readouterr().out
     assert "a.png" in out and "b.png" in out and "exact" in out
     for stem, image in images.items():
-        assert plan_tiling(loaded, image.shape[:2], budget, stream=True).n_tiles > 1
+        assert plan_tiling(loaded, image.shape[:2], budget, stream=True, method="tiles").n_tiles > 1
         with native_cpu_kernels():
             expected = upscaler(loaded.module)(image)  # whole-image inference
         assert np.array_equal(read_image_rgb(dst / f"{stem}.png"), expected)
@@ -172,7 +172,7 @@ def test_streamed_png_bit_identical_to_whole_image(tmp_path, name, scale, config
     loaded = _model(name, scale, config)
     lr = np.random.default_rng(size[1]).integers(0, 256, (*size, 3), dtype=np.uint8)
     budget = tile_budget(loaded, size, 16, stream=True)
-    plan = upscale_to_png(loaded, lr, tmp_path / "sr.png", budget)
+    plan = upscale_to_png(loaded, lr, tmp_path / "sr.png", budget, method="tiles")
     assert plan.stream and plan.exact and plan.n_tiles >= 2 and plan.total_bytes <= budget
     with native_cpu_kernels():
         whole = upscaler(loaded.module)(lr)
@@ -182,11 +182,11 @@ def test_streamed_png_bit_identical_to_whole_image(tmp_path, name, scale, config
 def test_streaming_budget_holds_one_band_not_the_output():
     loaded = _model("edsr-baseline", 2, SMALL_EDSR)
     size = (2000, 2400)  # 58 MB of x2 output, more than the 40 MiB the budget leaves beside the runtime
-    plan = plan_tiling(loaded, size, 360 * 2**20, stream=True)
+    plan = plan_tiling(loaded, size, 360 * 2**20, stream=True, method="tiles")
     band = 3 * plan.tile[0] * 2 * size[1] * 2
     assert band <= plan.host_buffers_bytes < 3 * size[0] * size[1] * (1 + 4) // 2
     with pytest.raises(MemsrInputError):
-        plan_tiling(loaded, size, 360 * 2**20, stream=False)  # the whole output alone would not fit
+        plan_tiling(loaded, size, 360 * 2**20, stream=False, method="tiles")  # the whole output alone would not fit
 
 
 def test_tile_cost_counts_the_native_conv_workspace():
@@ -242,5 +242,5 @@ def test_tiles_with_chunked_convolutions_bit_identical(monkeypatch):
     monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 128 * 1024)  # chunked in the tiles and in the whole image
     with native_cpu_kernels():
         whole = upscaler(loaded.module)(lr)
-    sr, plan = upscale_image(loaded, lr, tile_budget(loaded, lr.shape[:2], 16), "cpu")
+    sr, plan = upscale_image(loaded, lr, tile_budget(loaded, lr.shape[:2], 16), "cpu", method="tiles")
     assert plan.n_tiles >= 2 and np.array_equal(sr, whole)

@@ -40,13 +40,21 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     from memsr_bench.data.image_io import read_image_rgb
     from memsr_bench.measure.receptive_field import receptive_field
     from memsr_bench.model import load_model
-    from memsr_bench.tiling import return_freed_blocks, upscale_to_png
+    from memsr_bench.tiling import METHODS, return_freed_blocks, upscale_to_png
 
     return_freed_blocks()  # before the first image is read: freed buffers go back to the OS (the budget needs it)
+    if args.method not in METHODS:
+        raise MemsrInputError("--method", f"must be one of {', '.join(METHODS)}, not {args.method!r}")
     pairs = _inputs(Path(args.input), Path(args.output))
     loaded = load_model(args.model, args.scale, weights=args.weights, **options.model_options(args))
     channels = 1 if loaded.entry.spec.channels == "y" else 3
     rf = receptive_field(loaded.module, loaded.scale, name=loaded.name, channels=channels)
+    if args.method == "rows":
+        from memsr_bench.tiling import row_program
+
+        program = row_program(loaded, rf)
+        if isinstance(program, str):
+            raise MemsrInputError("--method", f"rows: {loaded.name} cannot be streamed by rows: {program}")
     if not rf.local or rf.size_dependent:
         why = rf.reason or "it resizes to a size computed from the input"
         print(f"memsr-bench: {loaded.name}: approximate tiles (overlapping, large halo): {why}", file=sys.stderr)
@@ -55,7 +63,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     for src, dst in images:
         lr = read_image_rgb(src)
         # the output is streamed to the PNG band by band: never held whole (a 192-megapixel SR photo is 576 MB)
-        plan = upscale_to_png(loaded, lr, dst, budget, args.device, rf=rf, progress=not args.quiet)
+        plan = upscale_to_png(
+            loaded, lr, dst, budget, args.device, rf=rf, progress=not args.quiet, method=args.method
+        )
         del lr
         line = f"{src.name} -> {dst}: {plan.describe()}, {plan.seconds:.2f} s (CPU {plan.cpu_seconds:.2f} s)"
         if not plan.exact:
@@ -71,12 +81,15 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "upscale",
-        help="super-resolve an image or a folder of images tile by tile within --max-memory (8-bit PNG out)",
-        description="Tiles the LR image so that the predicted peak of one tile (tensors and convolution workspace), "
-        "the uint8 input and one band of output rows held on the host (the output is streamed to the PNG as tiles "
-        "finish) and a fixed runtime allowance (320 MiB) stay within --max-memory. For local models (see "
-        "receptive-field) the halo covers the receptive radius and tiles lie on the model's grid, so the output is "
-        "bit-identical to whole-image inference; other models get overlapping tiles with a large halo.",
+        help="super-resolve an image or a folder of images within --max-memory, by row bands or tiles (8-bit PNG out)",
+        description="Streams full-width bands of LR rows through the network, each layer computing each row once and "
+        "keeping only the rows its consumers still need (models whose graph is row-local: convolutions, pointwise "
+        "ops, channel concatenation and splits, pixel shuffle), or else tiles the image with a halo. The band or tile "
+        "is chosen so that its predicted peak (tensors and convolution workspace), the uint8 input and the output rows "
+        "held on the host (the output is streamed to the PNG) and a fixed runtime allowance (320 MiB) stay within "
+        "--max-memory. For local models (see receptive-field) rows and tiles (halo >= the receptive radius, on the "
+        "model's grid) are bit-identical to whole-image inference; other models get overlapping tiles with a large "
+        "halo.",
     )
     p.add_argument("input", metavar="INPUT", help="an image (PNG/BMP) or a folder of images")
     p.add_argument("output", metavar="OUTPUT", help="the output PNG file, or a folder (for a folder INPUT)")
@@ -85,6 +98,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scale", type=options.positive_int, help="upscaling factor (default: the model's first)")
     p.add_argument("--weights", help="checkpoint file or weights folder (default: random initialisation)")
     options.add_max_memory(p)
+    p.add_argument(
+        "--method",
+        default="auto",
+        metavar="{auto,rows,tiles}",
+        help="rows (no recomputed halo), tiles, or auto: rows where the model's graph allows, tiles otherwise",
+    )
     options.add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_cmd_upscale)
