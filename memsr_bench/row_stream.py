@@ -82,6 +82,7 @@ class _Step:
     run: Callable[..., torch.Tensor] | None = None
     pad: tuple[int, int] = (0, 0)  # conv: input rows above / below an output row
     factor: int = 1  # pixel shuffle's upscale factor
+    run_inplace: Callable[..., torch.Tensor] | None = None  # pointwise: the same op writing into its first operand
     last_of: list[int] = field(default_factory=list)  # inputs whose last consumer (in order) this step is
     consumers: list[int] = field(default_factory=list)
 
@@ -149,7 +150,21 @@ class RowProgram:
                 step = self.steps[i]
                 reach = self._reach(step, done, heights)
                 if reach > done[i]:
-                    append(i, self._compute(step, done[i], reach, done, heights, rows))
+                    j = step.inputs[0]
+                    if (
+                        step.run_inplace is not None
+                        and self.steps[j].consumers == [i]
+                        and j not in (0, self.output)  # never the caller's band
+                        and (first[j], done[j]) == (done[i], reach)
+                        and step.inputs.count(j) == 1
+                    ):
+                        # its first operand is read by nothing else, and exactly these rows: overwrite it (as the
+                        # model's in-place activations do) instead of allocating a new band
+                        new = step.run_inplace(buffers[j], *[rows(k, done[i], reach) for k in step.inputs[1:]])
+                    else:
+                        new = self._compute(step, done[i], reach, done, heights, rows)
+                    append(i, new)
+                    del new
                 for j in step.last_of:
                     trim(j)
                 if i == self.output and buffers[i] is not None:
@@ -364,12 +379,33 @@ def _pointwise(node: Node, index: dict[Node, int], constants: dict[Node, Any], s
         return value
 
     args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), slot)
-    target = node.target
 
-    def run(*tensors: torch.Tensor) -> torch.Tensor:
-        def fill(v: Any) -> Any:
-            return tensors[v.position] if isinstance(v, _RowSlot) else v
+    def caller(target) -> Callable[..., torch.Tensor]:
+        def run(*tensors: torch.Tensor) -> torch.Tensor:
+            def fill(v: Any) -> Any:
+                return tensors[v.position] if isinstance(v, _RowSlot) else v
 
-        return target(*[fill(a) for a in args], **{k: fill(v) for k, v in kwargs.items()})
+            return target(*[fill(a) for a in args], **{k: fill(v) for k, v in kwargs.items()})
 
-    return _Step("pointwise", node.name, inputs, _same_factor(inputs, steps, node), run=run)
+        return run
+
+    step = _Step("pointwise", node.name, inputs, _same_factor(inputs, steps, node), run=caller(node.target))
+    inplace = _inplace_variant(node.target)
+    value = node.meta.get("val")
+    first_value = node.args[0].meta.get("val") if isinstance(node.args[0], Node) else None
+    if (
+        inplace is not None
+        and args[0] == _RowSlot(0)
+        and isinstance(value, torch.Tensor)
+        and isinstance(first_value, torch.Tensor)
+        and value.shape == first_value.shape
+        and value.dtype == first_value.dtype
+    ):
+        step.run_inplace = caller(inplace)
+    return step
+
+
+def _inplace_variant(op) -> Any:
+    """``aten.relu_.default`` for ``aten.relu.default`` and so on, or None."""
+    packet = getattr(torch.ops.aten, op.overloadpacket.__name__ + "_", None)
+    return getattr(packet, op._overloadname, None) if packet is not None else None

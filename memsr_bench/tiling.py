@@ -19,11 +19,12 @@ How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 
 Two measured corrections make the whole process stay within the budget (RSS, ``VmHWM``): the tile's
 predicted peak is raised by ``_PEAK_MARGIN`` (5 %: fmen-s-deploy on a 400x400 tile peaked 432 MiB above the
-runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 1 MiB or more
-with its own mapping (:func:`return_freed_blocks`), so that a freed feature map goes back to the OS at once.
+runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 9 MiB or more
+with its own mapping (:func:`return_freed_blocks`), so that a freed feature map goes back to the OS at once,
+while the convolutions' chunk buffers (``_CONV_CHUNK_BYTES``, 8 MiB) stay below it and are reused.
 Without it glibc's dynamic threshold (up to 32 MiB) keeps freed tensors in per-thread heaps and RSS
 grows past the prediction from tile to tile (carn-m, 300x300 tiles: 1.49 GiB predicted and measured with
-the fixed threshold, 1.81 GiB without).
+a fixed 1 MiB threshold, 1.81 GiB without).
 
 The tiling is chosen to minimise compute: over the numbers of tile rows and columns, the tiles of equal
 size (a multiple of the model's grid) whose padded tile (core + 2·halo, clipped at the image) and band fit
@@ -94,7 +95,7 @@ _HOST_LR_BYTES_Y = 48  # Y-only, per LR pixel: uint8 copy, float64 YCbCr planes,
 _HOST_SR_BYTES_Y = 3 * 56  # Y-only, per SR pixel: the bicubic chroma and float64 YCbCr planes
 _MAX_CHECKS = 24  # tile sizes checked by prediction before the planner settles for the smallest
 _PEAK_MARGIN = 1.05  # measured RSS of a tile pass over its prediction (module docstring)
-_MMAP_THRESHOLD = 2**20  # bytes: larger blocks get their own mapping, returned to the OS when freed
+_MMAP_THRESHOLD = 9 * 2**20  # bytes: larger blocks get their own mapping, returned to the OS when freed
 
 
 @dataclass(frozen=True)
@@ -795,7 +796,11 @@ def return_freed_blocks() -> bool:
         return False
 
 
-_CONV_CHUNK_BYTES = 16 * 2**20  # column buffer of one chunk of output rows (_RowChunkedConvolution)
+# Column buffer of one chunk of output rows (_RowChunkedConvolution): below _MMAP_THRESHOLD, so that glibc reuses it
+# from chunk to chunk. Above it each chunk's buffer was a fresh mapping, faulted in page by page: FMEN-S x4 streamed
+# over 512x4000 LR took 106 s with 16 MiB chunks and a 1 MiB threshold, 52 s with 8 MiB and 9 MiB (peak RSS 675 and
+# 854 MiB for 786 and 777 MiB planned).
+_CONV_CHUNK_BYTES = 8 * 2**20
 
 
 def _conv_chunk_rows(args) -> int | None:
