@@ -148,7 +148,7 @@ def main() -> None:  # noqa: PLR0915
                 # ours
                 budget = tile_budget(loaded, lr.shape[:2], TILE, rf)
                 t0 = time.perf_counter()
-                sr_ours, plan = upscale_image(loaded, lr, budget, rf=rf, compare=False)
+                sr_ours, plan = upscale_image(loaded, lr, budget, rf=rf, compare=False, method="tiles")
                 dt_ours = time.perf_counter() - t0
                 plan_desc = f"core {plan.tile[0]}x{plan.tile[1]}, halo {plan.halo}, grid {plan.grid}"
                 ph, pw = min(lr.shape[0], plan.tile[0] + 2 * plan.halo), min(lr.shape[1], plan.tile[1] + 2 * plan.halo)

@@ -1,4 +1,11 @@
-"""Tiled upscaling within a memory budget: uint8 image in, uint8 image out, only tiles on the device.
+"""Upscaling within a memory budget: uint8 image in, uint8 image out, only bands of rows or tiles on the device.
+
+Two ways to cut the image (``method``): **rows** streams full-width bands of LR rows through the network's
+graph, each layer computing each of its rows once (:mod:`memsr_bench.row_stream`: no recomputed halo, memory
+independent of the image height; for graphs of row-local ops); **tiles** runs halo tiles (any model; the halo
+is recomputed by neighbouring tiles). ``auto`` takes rows where the graph allows and a band fits. Both are
+planned from predicted peaks (fake-tensor passes of the same code) and the accounting below; for rows the
+"tile" is one step of the band executor (``_RowPass``) and the host holds the input and the rows one step finishes.
 
 How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 
@@ -122,6 +129,8 @@ class TilingPlan:
     deviation_note: str | None = None
     seconds: float | None = None  # wall time of planning, tiles (and streaming)
     cpu_seconds: float | None = None  # CPU time of the process over the same span, all threads
+    planning_seconds: float | None = None  # of ``seconds``: the plan (predictions on fake tensors)
+    writing_seconds: float | None = None  # of ``seconds``: PNG filtering, compression and writing (streamed runs)
     method: str = "tiles"  # "tiles" (halo tiles) or "rows" (row streaming: tile = (band rows, width), halo 0)
 
     @property
@@ -752,6 +761,8 @@ def upscale_to_png(
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
         plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, stream=True, method=method)
+        planning = time.perf_counter() - start
+        writing = 0.0
         run = _upscaler(loaded_model, device)
         s = plan.scale
         reference, measured, note = None, None, None
@@ -761,7 +772,8 @@ def upscale_to_png(
             else:
                 note = "not measured: the whole image does not fit the budget" if compare else "not measured"
         height, width = plan.lr_size
-        with PngStreamWriter(path, height * s, width * s, compress_level=compress_level) as writer:
+        writer = PngStreamWriter(path, height * s, width * s, compress_level=compress_level)
+        with writer:
             bands = (
                 _row_bands(plan, loaded_model, lr_uint8, device, progress)
                 if plan.method == "rows"
@@ -770,11 +782,23 @@ def upscale_to_png(
             for first, band in bands:
                 if measured is not None:
                     measured.update(band, reference[first : first + band.shape[0]])
+                written = time.perf_counter()
                 writer.write_rows(band)
+                writing += time.perf_counter() - written
                 del band  # else this loop holds the written band while the generator fills the next one
+            closed = time.perf_counter()
+        writing += time.perf_counter() - closed  # the last rows, compressed and written on closing
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     deviation = measured.result() if measured is not None else None
-    return replace(plan, deviation=deviation, deviation_note=note, seconds=seconds, cpu_seconds=cpu_seconds)
+    return replace(
+        plan,
+        deviation=deviation,
+        deviation_note=note,
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        planning_seconds=planning,
+        writing_seconds=writing,
+    )
 
 
 def return_freed_blocks() -> bool:

@@ -67,7 +67,10 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
             loaded, lr, dst, budget, args.device, rf=rf, progress=not args.quiet, method=args.method
         )
         del lr
-        line = f"{src.name} -> {dst}: {plan.describe()}, {plan.seconds:.2f} s (CPU {plan.cpu_seconds:.2f} s)"
+        line = (
+            f"{src.name} -> {dst}: {plan.describe()}, {plan.seconds:.2f} s (CPU {plan.cpu_seconds:.2f} s; "
+            f"planning {plan.planning_seconds:.2f} s, PNG {plan.writing_seconds:.2f} s)"
+        )
         if not plan.exact:
             if plan.deviation is not None:
                 d = plan.deviation
