@@ -26,9 +26,9 @@ How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 
 Two measured corrections make the whole process stay within the budget (RSS, ``VmHWM``): the tile's
 predicted peak is raised by ``_PEAK_MARGIN`` (5 %: fmen-s-deploy on a 400x400 tile peaked 432 MiB above the
-runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 9 MiB or more
+runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 1 MiB or more
 with its own mapping (:func:`return_freed_blocks`), so that a freed feature map goes back to the OS at once,
-while the convolutions' chunk buffers (``_CONV_CHUNK_BYTES``, 8 MiB) stay below it and are reused.
+and the free space of the heaps is returned after each band or tile (:func:`release_free_heap`).
 Without it glibc's dynamic threshold (up to 32 MiB) keeps freed tensors in per-thread heaps and RSS
 grows past the prediction from tile to tile (carn-m, 300x300 tiles: 1.49 GiB predicted and measured with
 a fixed 1 MiB threshold, 1.81 GiB without).
@@ -102,7 +102,7 @@ _HOST_LR_BYTES_Y = 48  # Y-only, per LR pixel: uint8 copy, float64 YCbCr planes,
 _HOST_SR_BYTES_Y = 3 * 56  # Y-only, per SR pixel: the bicubic chroma and float64 YCbCr planes
 _MAX_CHECKS = 24  # tile sizes checked by prediction before the planner settles for the smallest
 _PEAK_MARGIN = 1.05  # measured RSS of a tile pass over its prediction (module docstring)
-_MMAP_THRESHOLD = 9 * 2**20  # bytes: larger blocks get their own mapping, returned to the OS when freed
+_MMAP_THRESHOLD = 2**20  # bytes: larger blocks get their own mapping, returned to the OS when freed
 
 
 @dataclass(frozen=True)
@@ -590,6 +590,7 @@ def _row_bands(plan: TilingPlan, loaded, lr_uint8: np.ndarray, device, progress:
                     )
                 band = np.ascontiguousarray(_rows_to_uint8(out, input_range).permute(1, 2, 0).numpy())
                 del out
+                release_free_heap()
                 yield first, band
                 first += band.shape[0]
                 del band
@@ -624,6 +625,7 @@ def _bands(plan: TilingPlan, lr_uint8: np.ndarray, run, progress: bool, out: np.
                 tile = run(np.ascontiguousarray(lr_uint8[py0:py1, px0:px1]))
                 band[:, x0 * s : x1 * s] = tile[(y0 - py0) * s : (y1 - py0) * s, (x0 - px0) * s : (x1 - px0) * s]
                 del tile
+                release_free_heap()
                 if bar is not None:
                     bar.update(1)
             yield y0 * s, band
@@ -820,10 +822,34 @@ def return_freed_blocks() -> bool:
         return False
 
 
-# Column buffer of one chunk of output rows (_RowChunkedConvolution): below _MMAP_THRESHOLD, so that glibc reuses it
-# from chunk to chunk. Above it each chunk's buffer was a fresh mapping, faulted in page by page: FMEN-S x4 streamed
-# over 512x4000 LR took 106 s with 16 MiB chunks and a 1 MiB threshold, 52 s with 8 MiB and 9 MiB (peak RSS 675 and
-# 854 MiB for 786 and 777 MiB planned).
+_LIBC: Any = None  # glibc's malloc_trim, False elsewhere
+
+
+def release_free_heap() -> None:
+    """Give the free memory of glibc's heaps back to the OS (``malloc_trim(0)``; nothing elsewhere).
+
+    Blocks under ``_MMAP_THRESHOLD`` are served from the heaps, whose free space otherwise stays resident.
+    Called after each band of rows and each tile."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c") if platform.system() == "Linux" else None
+        try:
+            _LIBC = ctypes.CDLL(name).malloc_trim if name else False
+        except (OSError, AttributeError):  # not glibc
+            _LIBC = False
+    if _LIBC:
+        _LIBC(0)
+
+
+# Column buffer of one chunk of output rows (_RowChunkedConvolution). Each chunk's buffer is a fresh mapping (above
+# _MMAP_THRESHOLD), faulted in page by page: that costs time, not memory. Raising the threshold above the chunk
+# (9 MiB, so that glibc reuses it) was 1.4x faster but let the heap hold up to 270 MiB more than the plan (CARN-M x2,
+# 480x3000 LR: peak RSS 1054 MiB for 843 MiB planned, 861 MiB with 1 MiB). Transparent huge pages for these mappings
+# (GLIBC_TUNABLES=glibc.malloc.hugetlb=1, set before the process starts) give the speed without the memory: 79 s and
+# 889 MiB against 110 s and 861 MiB.
 _CONV_CHUNK_BYTES = 8 * 2**20
 
 
