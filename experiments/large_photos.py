@@ -55,10 +55,9 @@ from memsr_bench.tiling import (  # noqa: E402
 from memsr_bench.units import parse_bytes  # noqa: E402
 
 BUDGET = "1GiB"
-# the children's environment: OMP_NUM_THREADS when --threads is given, and transparent huge pages for glibc's
-# mapped blocks (the tiler maps every block of 1 MiB or more: 1.4x faster, memory tiling.py's comment at
-# _CONV_CHUNK_BYTES); --default-allocator leaves it out
-THREADS_ENV: dict[str, str] = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+# the children's environment: OMP_NUM_THREADS when --threads is given; with --hugetlb, transparent huge pages for
+# glibc's blocks (1.4x faster on CARN-M 480x3000, but CARN-M's full photo then peaked at 2229 MiB: not the default)
+THREADS_ENV: dict[str, str] = {}
 CASES = {
     # key: model, scale, LR size (H, W), crop for the identity check (H, W)
     "fmen-s-x4": ("fmen-s-deploy", 4, (3000, 4000), (800, 1000)),
@@ -315,7 +314,7 @@ def write_report(out: Path, results: dict) -> None:
     ]
     for r in results["cases"].values():
         t, c, f = r["throughput"], r["crop"], r["full"]
-        plan = f["line"].split(": ", 1)[1].rsplit(", ", 1)[0]
+        plan = re.sub(r", [0-9.]+ s \(CPU .*\)$", "", f["line"].split(": ", 1)[1])
         reference = r.get("full_reference")
         whole_photo = (
             f"full photo: {'yes' if reference['identical'] else 'NO'} (max abs diff {reference['max_abs_diff']}); "
@@ -334,6 +333,21 @@ def write_report(out: Path, results: dict) -> None:
             f"{f['peak_rss_bytes'] / 2**20:.0f} MiB | {f['wall_seconds']:.0f} s | {f['upscale_seconds']:.0f} s | "
             f"{same}{t['ratio']:.3f} ({t['ratio_cpu_time']:.3f}) | {identical} |"
         )
+    lines += [
+        "",
+        "## Reading",
+        "",
+        "* Memory: each row gives the plan's total (runtime allowance, uint8 input, the rows one step finishes and "
+        "the PNG writer, the predicted peak of one step +5 %) and the measured peak RSS of the whole process.",
+        "* Throughput has two baselines. (1) The same command on a crop of the photo that it upscales whole (one band "
+        "within the budget): the same process settings, planning and PNG writing; streaming a large photo costs "
+        "only its per-band overhead against it. (2) The bare model pass in a plain process (`zoo.upscaler`, native "
+        "kernels, glibc's default allocator, no budget). The gap between (1) and (2) is mostly the allocator "
+        "setting that keeps the process within the budget: every block of 1 MiB or more is its own mapping, "
+        "returned to the OS when freed and faulted in again page by page when the next band allocates it "
+        "(`memsr_bench.tiling.return_freed_blocks`; the measurements that chose it are in the comment at "
+        "`_CONV_CHUNK_BYTES`).",
+    ]
     lines += ["", "## Details", ""]
     for r in results["cases"].values():
         t, c, f = r["throughput"], r["crop"], r["full"]
@@ -400,8 +414,11 @@ def main() -> None:
         help="skip whole-image inference of the full photo (run when it fits in 60%% of this machine's memory)",
     )
     parser.add_argument(
-        "--default-allocator", action="store_true", help="without GLIBC_TUNABLES=glibc.malloc.hugetlb=1 in the children"
+        "--hugetlb",
+        action="store_true",
+        help="GLIBC_TUNABLES=glibc.malloc.hugetlb=1 in the children (faster; RSS grows)",
     )
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from large_photos.json")
     parser.add_argument("--reference-child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument(
         "--threads",
@@ -413,13 +430,16 @@ def main() -> None:
     if args.reference_child:
         reference_child(*args.reference_child)
         return
-    if args.default_allocator:
-        THREADS_ENV.pop("GLIBC_TUNABLES")
+    if args.hugetlb:
+        THREADS_ENV["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
     if args.threads:
         torch.set_num_threads(args.threads)
         THREADS_ENV.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     out = Path(args.out)
     previous = out / "large_photos.json"
+    if args.report_only:
+        write_report(out, json.loads(previous.read_text()))
+        return
     results = json.loads(previous.read_text()) if previous.exists() and args.only else {"cases": {}}
     results["machine"] = machine()
     for key in args.only or CASES:

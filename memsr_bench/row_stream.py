@@ -13,7 +13,8 @@ height.
 Exactness. Every op computes the same sums of the same products as in whole-image inference: a
 convolution over rows ``[a, b)`` reads the input rows its outputs see, with explicit zero rows at the image
 border (what the kernel writes into its columns for implicit padding) and vertical padding 0; pointwise
-ops, channel concatenations and splits, and pixel shuffle act row by row. Under
+ops (in place, as the models' own activations, when no other op reads their operand), channel
+concatenations and splits, and pixel shuffle act row by row. Under
 :func:`memsr_bench.tiling.native_cpu_kernels` (per-pixel arithmetic independent of the tensor size, as for
 tiles) the output is bit-identical to whole-image inference.
 
@@ -93,8 +94,8 @@ class _Unsupported(Exception):
 
 def _is_constant_operand(value: Any) -> bool:
     """A tensor that broadcasts over rows and columns (height and width 1), or a plain number."""
-    if isinstance(value, torch.Tensor):
-        return value.dim() < 2 or (value.shape[-1] == 1 and value.shape[-2] == 1)
+    if isinstance(value, torch.Tensor):  # a 1-D tensor broadcasts along the width: only a single value is constant
+        return value.numel() == 1 or (value.dim() >= 2 and value.shape[-1] == 1 and value.shape[-2] == 1)
     return isinstance(value, (int, float, bool)) or value is None
 
 
