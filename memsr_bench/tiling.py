@@ -849,7 +849,7 @@ def release_free_heap() -> None:
 # (9 MiB, so that glibc reuses it) was 1.4x faster but let the heap hold up to 270 MiB more than the plan (CARN-M x2,
 # 480x3000 LR: peak RSS 1054 MiB for 843 MiB planned, 861 MiB with 1 MiB). Transparent huge pages for glibc's blocks
 # (GLIBC_TUNABLES=glibc.malloc.hugetlb=1 before the process starts) were as fast (79 s against 110 s, 889 MiB) on that
-# image, but CARN-M's full 3000x2000 photo then peaked at 2229 MiB for 781 MiB planned: not usable under a budget.
+# image, but CARN-M on a 3000x2000 LR photo then peaked at 2229 MiB for 781 MiB planned: not usable under a budget.
 _CONV_CHUNK_BYTES = 8 * 2**20
 
 
