@@ -163,7 +163,7 @@ class RowProgram:
                         # model's in-place activations do) instead of allocating a new band
                         new = step.run_inplace(buffers[j], *[rows(k, done[i], reach) for k in step.inputs[1:]])
                     else:
-                        new = self._compute(step, done[i], reach, done, heights, rows)
+                        new = self._compute(step, done[i], reach, heights, rows)
                     append(i, new)
                     del new
                 for j in step.last_of:
@@ -189,7 +189,7 @@ class RowProgram:
         return min(done[i] for i in step.inputs)
 
     @staticmethod
-    def _compute(step: _Step, start: int, stop: int, done, heights, rows) -> torch.Tensor:
+    def _compute(step: _Step, start: int, stop: int, heights: list[int], rows) -> torch.Tensor:
         if step.kind == "conv":
             (i,) = step.inputs
             above, below = step.pad
