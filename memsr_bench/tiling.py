@@ -9,11 +9,12 @@ planned from predicted peaks (fake-tensor passes of the same code) and the accou
 
 How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 
-* ``RUNTIME_ALLOWANCE_BYTES`` (320 MiB): a fixed allowance for what the runtime itself holds. Measured
+* ``RUNTIME_ALLOWANCE_BYTES`` (337 MiB): a fixed allowance for what the runtime itself holds. Measured
   once on Linux x86-64 with torch 2.13 CPU: the process RSS (``VmHWM``) is 220 MiB after
   ``import torch``, 236 MiB once fmen-s-deploy is loaded and 310 MiB after the receptive-field analysis
   and the planning (fake-tensor passes import and keep torch's tracing machinery); 320 MiB rounds it up.
-  It is not re-measured at run time.
+  It is not re-measured at run time. To it come 17 MiB of free heap kept for the column buffers of chunked
+  convolutions (``_CONV_HEAP_BYTES``, :class:`_HeapServed`).
 * the host buffers: the uint8 LR input (``3·H·W``) and the uint8 SR output, held whole by
   :func:`upscale_image` (``3·sH·sW``); :func:`upscale_to_png` holds only one band of output rows
   (one row of tiles, ``3·s·tile_h·sW``) plus the PNG writer's temporaries, and streams the rest to the file;
@@ -27,8 +28,9 @@ How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 Two measured corrections make the whole process stay within the budget (RSS, ``VmHWM``): the tile's
 predicted peak is raised by ``_PEAK_MARGIN`` (5 %: fmen-s-deploy on a 400x400 tile peaked 432 MiB above the
 runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 1 MiB or more
-with its own mapping (:func:`return_freed_blocks`), so that a freed feature map goes back to the OS at once,
-and the free space of the heaps is returned after each band or tile (:func:`release_free_heap`).
+with its own mapping (:func:`configure_allocator`), so that a freed feature map goes back to the OS at once,
+and the free space of the heaps is returned after each band or tile (:func:`release_free_heap`) and after
+each chunked convolution (all but the heap top the next one reuses).
 Without it glibc's dynamic threshold (up to 32 MiB) keeps freed tensors in per-thread heaps and RSS
 grows past the prediction from tile to tile (carn-m, 300x300 tiles: 1.49 GiB predicted and measured with
 a fixed 1 MiB threshold, 1.81 GiB without).
@@ -85,13 +87,22 @@ __all__ = [
     "native_cpu_kernels",
     "peak_with_conv_workspace",
     "plan_tiling",
-    "return_freed_blocks",
+    "configure_allocator",
     "tile_budget",
     "upscale_image",
     "upscale_to_png",
 ]
 
-RUNTIME_ALLOWANCE_BYTES = 320 * 2**20  # measured RSS after imports, model and fake passes: 310 MiB, rounded up
+# Column buffer of one chunk of output pixels (_RowChunkedConvolution). Chunks of whole rows when a row fits; a
+# narrower chunk costs per call (Python dispatch, small GEMMs): FMEN-S x4 over 256x4000 LR rows took 21.0 s whole
+# with 960 KiB chunks (pieces of a row) against 12.5 s with 8 MiB chunks.
+_CONV_CHUNK_BYTES = 8 * 2**20
+# glibc's threshold while a chunked conv runs (above its buffers), and the free space kept at the heap's top after
+# it for the next one (_HeapServed)
+_CONV_HEAP_BYTES = 2 * _CONV_CHUNK_BYTES + 2**20
+# measured RSS after imports, model and fake passes: 310 MiB, rounded up to 320 MiB; and the heap top kept for the
+# chunked convolutions' buffers
+RUNTIME_ALLOWANCE_BYTES = 320 * 2**20 + _CONV_HEAP_BYTES
 MIN_TILE = 16  # LR pixels: the smallest tile core accepted
 APPROX_HALO = 32  # LR pixels: the least halo for models whose tiles are not exact
 _BICUBIC_HALO = 4  # LR pixels: the chroma of Y-only models (MATLAB bicubic, 4 taps, mirrored borders)
@@ -194,11 +205,13 @@ class _ConvWorkspace(TorchDispatchMode):
         trivial = (kh, kw) == (1, 1) and all(int(v) == 1 for v in _pair(stride)) and _no_padding(padding)
         item = x.element_size()
         n, _, oh, ow = (int(v) for v in out.shape)
-        rows = _conv_chunk_rows(args)
-        if rows is not None:  # _RowChunkedConvolution: one chunk's columns, its input rows and output rows
-            chunk_in = n * int(x.shape[1]) * (rows + kh - 1) * int(x.shape[3]) * item
-            chunk_out = n * int(out.shape[1]) * rows * ow * item
-            columns = n * int(weight.shape[1]) * kh * kw * rows * ow * item
+        shape = _conv_chunk_shape(args)
+        if shape is not None:  # _RowChunkedConvolution: one chunk's columns, its input pixels and output pixels
+            rows, cols = shape
+            cols += cols < ow  # a row's last piece may take one pixel more (_column_spans)
+            chunk_in = n * int(x.shape[1]) * (rows + kh - 1) * (cols + kw - 1) * item  # a padded copy
+            chunk_out = n * int(out.shape[1]) * rows * cols * item
+            columns = n * int(weight.shape[1]) * kh * kw * rows * cols * item
             return columns + chunk_in + chunk_out + ((chunk_in + chunk_out) if groups > 1 else 0)
         columns = 0 if trivial else n * int(weight.shape[1]) * kh * kw * oh * ow * item
         copies = (x.numel() + out.numel()) * item if groups > 1 else 0
@@ -709,7 +722,7 @@ def upscale_image(
     For outputs too large to hold, :func:`upscale_to_png` streams them to a file.
     """
     _check_image(lr_uint8)
-    return_freed_blocks()
+    configure_allocator()
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
         plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, method=method)
@@ -759,7 +772,7 @@ def upscale_to_png(
     from memsr_bench.data.image_io import PngStreamWriter
 
     _check_image(lr_uint8)
-    return_freed_blocks()
+    configure_allocator()
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
         plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, stream=True, method=method)
@@ -803,33 +816,15 @@ def upscale_to_png(
     )
 
 
-def return_freed_blocks() -> bool:
-    """Make glibc's malloc map every block of ``_MMAP_THRESHOLD`` bytes or more on its own, so that freed
-    tensors return to the OS at once (process-wide, from now on). Returns whether it was set (glibc only).
-
-    The budget of :func:`upscale_image` and :func:`upscale_to_png` assumes it (module docstring); both call it.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(-3, _MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD (fixing it stops the dynamic one)
-    except (OSError, AttributeError):  # not glibc
-        return False
+# glibc's mallopt parameters
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_DEFAULT_TRIM_THRESHOLD = 128 * 2**10  # glibc's default: free space above it at the heap's top goes back at once
+_CONFIGURED = False  # configure_allocator() was called: chunked convolutions take their buffers from the heap
+_LIBC: Any = None  # glibc, False elsewhere
 
 
-_LIBC: Any = None  # glibc's malloc_trim, False elsewhere
-
-
-def release_free_heap() -> None:
-    """Give the free memory of glibc's heaps back to the OS (``malloc_trim(0)``; nothing elsewhere).
-
-    Blocks under ``_MMAP_THRESHOLD`` are served from the heaps, whose free space otherwise stays resident.
-    Called after each band of rows and each tile."""
+def _glibc() -> Any:
     global _LIBC
     if _LIBC is None:
         import ctypes
@@ -837,50 +832,118 @@ def release_free_heap() -> None:
 
         name = ctypes.util.find_library("c") if platform.system() == "Linux" else None
         try:
-            _LIBC = ctypes.CDLL(name).malloc_trim if name else False
-        except (OSError, AttributeError):  # not glibc
+            _LIBC = ctypes.CDLL(name) if name else False
+            _LIBC = _LIBC if _LIBC and hasattr(_LIBC, "mallopt") and hasattr(_LIBC, "malloc_trim") else False
+        except OSError:
             _LIBC = False
-    if _LIBC:
-        _LIBC(0)
+    return _LIBC
 
 
-# Column buffer of one chunk of output rows (_RowChunkedConvolution). Each chunk's buffer is a fresh mapping (above
-# _MMAP_THRESHOLD), faulted in page by page: that costs time, not memory. Raising the threshold above the chunk
-# (9 MiB, so that glibc reuses it) was 1.4x faster but let the heap hold up to 270 MiB more than the plan (CARN-M x2,
-# 480x3000 LR: peak RSS 1054 MiB for 843 MiB planned, 861 MiB with 1 MiB). Transparent huge pages for glibc's blocks
-# (GLIBC_TUNABLES=glibc.malloc.hugetlb=1 before the process starts) were as fast (79 s against 110 s, 889 MiB) on that
-# image, but CARN-M on a 3000x2000 LR photo then peaked at 2229 MiB for 781 MiB planned: not usable under a budget.
-_CONV_CHUNK_BYTES = 8 * 2**20
+def configure_allocator() -> bool:
+    """Set up the process's CPU allocation for budgeted upscaling (process-wide, from now on). Returns whether
+    glibc's threshold was set (glibc only).
+
+    * glibc's malloc maps every block of ``_MMAP_THRESHOLD`` bytes or more on its own, so that freed tensors
+      return to the OS at once. The budget of :func:`upscale_image` and :func:`upscale_to_png` assumes it
+      (module docstring); both call this function. Chunked convolutions take their buffers from the heap
+      meanwhile (:class:`_RowChunkedConvolution`).
+    * PyTorch asks for transparent huge pages for its CPU tensors of 2 MiB or more (``THP_MEM_ALLOC_ENABLE=1``,
+      unless the environment sets it): a fresh mapping is then mostly faulted in 2 MiB at a time instead of
+      4 KiB. It changes time, not memory (tensors are written whole): FMEN-S x4 over 256x4000 LR rows took
+      13.0 s instead of 20.7 s, whole-image inference 12.5 s instead of 17.8 s. PyTorch reads the variable
+      at its first CPU allocation, so this part only takes effect when called before any tensor is made
+      (the ``upscale`` command does; in a script, call it first or set the variable in the environment).
+    """
+    import os
+
+    global _CONFIGURED
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    libc = _glibc()
+    # fixing the threshold stops glibc's dynamic one (which rises to 32 MiB and keeps freed tensors resident)
+    _CONFIGURED = bool(libc) and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+    if _CONFIGURED:
+        libc.mallopt(_M_TRIM_THRESHOLD, _CONV_HEAP_BYTES)
+    return _CONFIGURED
 
 
-def _conv_chunk_rows(args) -> int | None:
-    """Output rows per chunk for a ``conv2d`` call (its positional ``args``) that :class:`_RowChunkedConvolution`
-    splits, or None: stride 1, no dilation, a kernel taller than 1 row, integer padding, and a column buffer
-    over ``_CONV_CHUNK_BYTES`` for the whole output."""
+def release_free_heap() -> None:
+    """Give the free memory of glibc's heaps back to the OS (``malloc_trim(0)``; nothing elsewhere).
+
+    Blocks under ``_MMAP_THRESHOLD`` are served from the heaps, whose free space otherwise stays resident.
+    Called after each band of rows and each tile."""
+    libc = _glibc()
+    if libc:
+        libc.malloc_trim(0)
+
+
+class _HeapServed:
+    """While a chunked convolution runs (after :func:`configure_allocator`): glibc serves its chunks' column
+    buffers from the heap, so that each chunk reuses the pages of the previous one instead of faulting in a
+    fresh mapping. Afterwards the free space of the heaps goes back to the OS except ``bytes`` at the top of
+    the main heap, where the buffers of the next chunked convolution will be. The output itself is allocated
+    before, as its own mapping."""
+
+    def __init__(self, bytes_: int):
+        self.bytes = bytes_
+        self.active = _CONFIGURED and bool(_glibc())
+
+    def __enter__(self):
+        if self.active:
+            _LIBC.mallopt(_M_MMAP_THRESHOLD, self.bytes)
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+            _LIBC.malloc_trim(self.bytes)
+        return False
+
+
+def _conv_chunk_shape(args) -> tuple[int, int] | None:
+    """Output (rows, columns) per chunk for a ``conv2d`` call (its positional ``args``) that
+    :class:`_RowChunkedConvolution` splits, or None: stride 1, no dilation, a kernel larger than 1x1, integer
+    padding, and a column buffer over ``_CONV_CHUNK_BYTES`` for the whole output. Chunks are whole rows
+    when a row's columns fit, else pieces of one row."""
     x, weight = args[0], args[1]
     if not (isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)) or x.dim() != 4 or weight.dim() != 4:
         return None
     stride, padding, dilation = (list(_pair(args[i])) if len(args) > i else [d, d] for i, d in ((3, 1), (4, 0), (5, 1)))
-    if stride != [1, 1] or dilation != [1, 1] or any(isinstance(p, str) for p in padding) or weight.shape[2] < 2:
-        return None
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
+    if stride != [1, 1] or dilation != [1, 1] or any(isinstance(p, str) for p in padding) or kh * kw < 2:
+        return None
     out_h = int(x.shape[2]) + 2 * int(padding[0]) - kh + 1
     out_w = int(x.shape[3]) + 2 * int(padding[1]) - kw + 1
-    row_bytes = int(x.shape[0]) * int(weight.shape[1]) * kh * kw * out_w * x.element_size()
-    rows = max(1, _CONV_CHUNK_BYTES // max(row_bytes, 1))
-    return rows if rows < out_h else None
+    pixel_bytes = int(x.shape[0]) * int(weight.shape[1]) * kh * kw * x.element_size()
+    pixels = _CONV_CHUNK_BYTES // max(pixel_bytes, 1)
+    if pixels >= out_h * out_w or out_w < 2:
+        return None
+    if pixels >= out_w:
+        return pixels // out_w, out_w
+    return 1, max(2, pixels - 1)  # one less: the last piece of a row may take one more (_column_spans)
+
+
+def _column_spans(width: int, cols: int) -> list[tuple[int, int]]:
+    """``[c0, c1)`` pieces of a row of ``width`` output pixels, ``cols`` each, none of a single pixel: with one
+    output pixel the native kernel's product is a matrix-vector one, whose sums differ in the last bit
+    (measured, torch 2.13 with MKL), so a lone last pixel joins the piece before it."""
+    spans = [(c0, min(width, c0 + cols)) for c0 in range(0, width, cols)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
+        spans[-2:] = [(spans[-2][0], width)]
+    return spans
 
 
 class _RowChunkedConvolution(TorchDispatchMode):
-    """Runs a large CPU ``conv2d`` over chunks of output rows, so that the native kernel's column buffer
-    (im2col: ``C_in/groups · kh · kw`` floats per output pixel, 1800 bytes a pixel for 50 channels 3x3, twice
-    the tensors FMEN-S keeps alive) is bounded by ``_CONV_CHUNK_BYTES`` instead of growing with the tile.
+    """Runs a large CPU ``conv2d`` over chunks of output pixels (whole rows, or pieces of a row when a row is
+    too wide), so that the native kernel's column buffer (im2col: ``C_in/groups · kh · kw`` floats per output
+    pixel, 1800 bytes a pixel for 50 channels 3x3, twice the tensors FMEN-S keeps alive) is bounded by
+    ``_CONV_CHUNK_BYTES`` instead of growing with the tile, and reused from chunk to chunk.
 
-    Each chunk reads the input rows its outputs see, with explicit zero rows where the image border is (the
-    kernel writes the same zeros into its columns for implicit padding), and is convolved with vertical
-    padding 0: every output pixel is the same sum of the same products, and the native kernel's results do
-    not depend on the number of output pixels (the premise of tiling itself, tested), so the output is the
-    one of the unchunked call. The tile cost (:func:`peak_with_conv_workspace`) counts one chunk.
+    Each chunk reads the input pixels its outputs see, with explicit zeros where the image border is (the
+    kernel writes the same zeros into its columns for implicit padding), and is convolved without padding
+    (whole rows: without vertical padding; the kernel pads the sides as in the unchunked call):
+    every output pixel is the same sum of the same products, and the native kernel's results do not depend
+    on the number of output pixels (the premise of tiling itself, tested), so the output is the one of the
+    unchunked call. The tile cost (:func:`peak_with_conv_workspace`) counts one chunk.
     """
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -892,27 +955,32 @@ class _RowChunkedConvolution(TorchDispatchMode):
             or not args[0].is_contiguous()
         ):
             return func(*args, **(kwargs or {}))
-        rows = _conv_chunk_rows(args)
-        if rows is None:
+        shape = _conv_chunk_shape(args)
+        if shape is None:
             return func(*args)
+        rows, cols = shape
         x, weight = args[0], args[1]
         bias = args[2] if len(args) > 2 else None
         pad_h, pad_w = (int(v) for v in _pair(args[4]))
         groups = int(args[6]) if len(args) > 6 else 1
-        height, kh = int(x.shape[2]), int(weight.shape[2])
-        out_h = height + 2 * pad_h - kh + 1
-        out = None
-        for r0 in range(0, out_h, rows):
-            r1 = min(out_h, r0 + rows)
-            first, last = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [first, last) seen by output rows [r0, r1)
-            piece = x[:, :, max(first, 0) : min(last, height)]
-            if first < 0 or last > height:
-                piece = torch.nn.functional.pad(piece, (0, 0, max(0, -first), max(0, last - height)))
-            chunk = func(piece, weight, bias, [1, 1], [0, pad_w], [1, 1], groups)
-            if out is None:
-                out = chunk.new_empty((chunk.shape[0], chunk.shape[1], out_h, chunk.shape[3]))
-            out[:, :, r0:r1] = chunk
-            del chunk, piece
+        height, width = int(x.shape[2]), int(x.shape[3])
+        kh, kw = int(weight.shape[2]), int(weight.shape[3])
+        out_h, out_w = height + 2 * pad_h - kh + 1, width + 2 * pad_w - kw + 1
+        out = x.new_empty((x.shape[0], weight.shape[0], out_h, out_w))
+        whole_rows = cols == out_w  # the kernel pads the sides itself (no copy of the rows)
+        with _HeapServed(_CONV_HEAP_BYTES):
+            for r0 in range(0, out_h, rows):
+                r1 = min(out_h, r0 + rows)
+                top, bottom = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [top, bottom) seen by rows [r0, r1)
+                for c0, c1 in [(0, out_w)] if whole_rows else _column_spans(out_w, cols):
+                    left, right = (0, width) if whole_rows else (c0 - pad_w, c1 - pad_w + kw - 1)
+                    piece = x[:, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+                    border = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
+                    if any(border):
+                        piece = torch.nn.functional.pad(piece, border)
+                    padding = [0, pad_w if whole_rows else 0]
+                    out[:, :, r0:r1, c0:c1] = func(piece, weight, bias, [1, 1], padding, [1, 1], groups)
+                    del piece
         return out
 
 

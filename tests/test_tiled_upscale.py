@@ -214,8 +214,9 @@ def test_activations_do_not_depend_on_the_tensor_size(op):
             assert torch.equal(f(x[:, :, y0:y1, x0:x1].contiguous()), whole[:, :, y0:y1, x0:x1])
 
 
+@pytest.mark.parametrize("chunk_bytes", [24576, 600])  # a few output rows a chunk; a few pixels of one row
 @pytest.mark.parametrize(("cin", "cout", "kernel", "groups"), [(6, 5, 3, 1), (8, 8, 3, 4), (4, 3, 5, 1)])
-def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups):
+def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups, chunk_bytes):
     import memsr_bench.tiling as tiling
 
     conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups)
@@ -223,10 +224,11 @@ def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel
     with torch.inference_mode():
         with native_cpu_kernels():
             whole = conv(x)  # one call: its column buffer is far below the chunk size
-        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 2048)  # a few output rows a chunk
+        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", chunk_bytes)
         with native_cpu_kernels():
             chunked = conv(x)
-    assert tiling._conv_chunk_rows((x, conv.weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups)) < 37
+    rows, cols = tiling._conv_chunk_shape((x, conv.weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups))
+    assert (rows == 1 and cols < 23) if chunk_bytes == 600 else (1 < rows < 37 and cols == 23)
     assert torch.equal(chunked, whole)
     shape = (1, cin, 37, 23)
     full = tiling.peak_with_conv_workspace(conv, shape)

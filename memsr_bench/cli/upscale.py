@@ -40,9 +40,9 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     from memsr_bench.data.image_io import read_image_rgb
     from memsr_bench.measure.receptive_field import receptive_field
     from memsr_bench.model import load_model
-    from memsr_bench.tiling import METHODS, return_freed_blocks, upscale_to_png
+    from memsr_bench.tiling import METHODS, configure_allocator, upscale_to_png
 
-    return_freed_blocks()  # before the first image is read: freed buffers go back to the OS (the budget needs it)
+    configure_allocator()  # before any tensor is made (PyTorch reads its huge-page setting once) and any image read
     if args.method not in METHODS:
         raise MemsrInputError("--method", f"must be one of {', '.join(METHODS)}, not {args.method!r}")
     pairs = _inputs(Path(args.input), Path(args.output))
