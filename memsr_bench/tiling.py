@@ -88,6 +88,7 @@ __all__ = [
     "peak_with_conv_workspace",
     "plan_tiling",
     "configure_allocator",
+    "largest_whole_input",
     "tile_budget",
     "upscale_image",
     "upscale_to_png",
@@ -332,6 +333,35 @@ def tile_budget(
     padded = (_largest_padded(height, core, halo), _largest_padded(width, core, halo))
     host = _host_buffers(height, width, loaded.scale, core, stream)
     return RUNTIME_ALLOWANCE_BYTES + host + _Costs(loaded, channels).total(*padded)
+
+
+def largest_whole_input(
+    loaded, max_memory_bytes: int, aspect: tuple[int, int] = (1, 1), *, stream: bool = True
+) -> tuple[int, int] | None:
+    """The largest LR input ``(H, W)`` with ``H : W = aspect`` whose whole-image inference on CPU fits
+    ``max_memory_bytes`` for the whole process, by the accounting of the module docstring: runtime allowance,
+    uint8 input and output (``stream``: one band of output and the PNG writer, as ``memsr-bench upscale``),
+    the predicted tensor peak with the native convolutions' column buffers +5 %, and host temporaries. None
+    if not even ``aspect`` itself fits. Sizes step by ``aspect`` (reduced); the cost grows with the size."""
+    ah, aw = (v // math.gcd(*aspect) for v in aspect)
+    if ah <= 0 or aw <= 0:
+        raise ValueError(f"aspect must be positive, not {aspect}")
+    costs = _Costs(loaded, _channels(loaded))
+
+    def fits(k: int) -> bool:
+        h, w = k * ah, k * aw
+        need = RUNTIME_ALLOWANCE_BYTES + _host_buffers(h, w, loaded.scale, h, stream) + costs.total(h, w)
+        return need <= max_memory_bytes
+
+    if not fits(1):
+        return None
+    lo, hi = 1, 2
+    while fits(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo * ah, lo * aw
 
 
 METHODS = ("auto", "rows", "tiles")

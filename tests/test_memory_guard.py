@@ -79,3 +79,17 @@ def test_profile_max_memory_answers_the_largest_input(capsys):
     bigger = (h + 1, round((h + 1) * 16 / 9))
     assert predict_peak_memory(model, (1, 3, *bigger)).peak_bytes > 256 * 2**20
     assert main(argv) == 0 and f"LR {h}x{w}" in capsys.readouterr().out
+
+
+def test_profile_max_memory_answers_the_largest_input_for_the_whole_process(capsys):
+    from memsr_bench.tiling import tile_budget
+
+    argv = ["profile", "fmen-s-deploy", "--scale", "4", "--input", "90x160", "--counts-only", "--max-memory", "1GiB"]
+    assert main([*argv, "--json"]) == 0
+    largest = json.loads(capsys.readouterr().out)["details"]["largest_input_within_max_memory"]
+    h, w = largest["lr_whole_process_cpu"]
+    assert w * 9 == h * 16 and 90 < h < largest["lr"][0]  # below the tensor peak's answer
+    loaded = load_model("fmen-s-deploy", 4)
+    # the cost of one tile as large as the image: whole-image inference as `upscale` accounts it
+    assert tile_budget(loaded, (h, w), max(h, w), stream=True) <= 2**30
+    assert tile_budget(loaded, (h + 9, w + 16), max(h + 9, w + 16), stream=True) > 2**30

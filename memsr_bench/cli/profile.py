@@ -111,24 +111,41 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _largest_input(loaded, shape, budget: int) -> dict:
-    """The largest LR input of this input's aspect ratio whose predicted peak fits ``budget`` bytes."""
+    """The largest LR input of this input's aspect ratio that fits ``budget`` bytes, by two conventions: the
+    predicted tensor peak of one whole-image pass (device memory), and the whole CPU process as
+    ``memsr-bench upscale`` accounts it (runtime, uint8 buffers, native convolutions' column buffers)."""
     import math
 
     from memsr_bench.measure.memory_model import largest_input_for_budget
+    from memsr_bench.tiling import RUNTIME_ALLOWANCE_BYTES as RUNTIME_ALLOWANCE
+    from memsr_bench.tiling import largest_whole_input
     from memsr_bench.units import format_bytes
 
     h, w = shape[2], shape[3]
     aspect = (h // math.gcd(h, w), w // math.gcd(h, w))
+    s = loaded.scale
     try:
         lr = largest_input_for_budget(loaded.module, budget, aspect=aspect, channels=shape[1])
     except ValueError as err:
-        return {"budget_bytes": budget, "lr": None, "text": f"{format_bytes(budget)}: none ({err})"}
-    hr = (lr[0] * loaded.scale, lr[1] * loaded.scale)
+        lr, why = None, str(err)
+    process = largest_whole_input(loaded, budget, aspect) if shape[1] in (1, 3) else None
+    tensor_text = f"LR {lr[0]}x{lr[1]} (HR {lr[0] * s}x{lr[1] * s})" if lr else f"none ({why})"
+    process_text = f"LR {process[0]}x{process[1]} (HR {process[0] * s}x{process[1] * s})" if process else "none"
     text = (
-        f"{format_bytes(budget)}: LR {lr[0]}x{lr[1]} (HR {hr[0]}x{hr[1]}, aspect {aspect[0]}:{aspect[1]} of the input; "
-        "predicted peak of one whole-image pass; `memsr-bench upscale` tiles anything larger)"
+        f"{format_bytes(budget)}, aspect {aspect[0]}:{aspect[1]} of the input: tensor peak of one whole-image pass "
+        f"(device memory): {tensor_text}; whole CPU process as `memsr-bench upscale` counts it (runtime "
+        f"{format_bytes(RUNTIME_ALLOWANCE)}, uint8 buffers, native conv column buffers, +5 %): {process_text}; "
+        "`memsr-bench upscale` streams anything larger by rows or tiles"
     )
-    return {"budget_bytes": budget, "lr": list(lr), "hr": list(hr), "aspect": list(aspect), "text": text}
+    return {
+        "budget_bytes": budget,
+        "aspect": list(aspect),
+        "lr": list(lr) if lr else None,
+        "hr": [lr[0] * s, lr[1] * s] if lr else None,
+        "convention": "predicted tensor peak of one whole-image pass",
+        "lr_whole_process_cpu": list(process) if process else None,
+        "text": text,
+    }
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
