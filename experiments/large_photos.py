@@ -17,7 +17,7 @@ landscape, each cropped to 320x480, placed row by row and cycled), cut to the LR
 3. Throughput: output pixels per second of the tiled command on the full photo (tile time, and end to end)
    over that of the whole-image pass of step 2 (a), timed in this run.
 
-Run: ``python experiments/large_photos.py`` (about 25 min on 2 cores); ``--only fmen-s-x4`` for one case.
+Run: ``python experiments/large_photos.py`` (about 40 min on 2 cores); ``--only fmen-s-x4`` for one case.
 Writes ``reports/tiling/large_photos.md`` and ``large_photos.json`` (``--out``), after each case.
 """
 
@@ -63,6 +63,24 @@ CASES = {
     "fmen-s-x4": ("fmen-s-deploy", 4, (3000, 4000), (800, 1000)),
     "carn-m-x2": ("carn-m", 2, (4000, 6000), (450, 600)),  # 96 MP out (the 3000x2000 run of 2026-11-27 was 24 MP)
 }
+# Written under "Notes" of the report: what the script does not measure itself (exploratory runs, same machine)
+NOTES = [
+    "Before the current allocator setting (commit 83931d0: every block of 1 MiB or more its own mapping, the 8 MiB "
+    "column buffers of chunked convolutions included, faulted in 4 KiB at a time) the same photos took 552 s "
+    "(FMEN-S, peak RSS 720 MiB) and 1733 s (CARN-M, 988 MiB).",
+    "Bare passes vary from run to run on this machine by up to a third: FMEN-S x4 on a 180x4000 LR strip with huge "
+    "pages took 10.0 s, then 7.8 s twice a few minutes later; on 512x4000, 32.6 s then 24.8 s. Compare ratios "
+    "only within one run of this script.",
+    "Whole-image throughput depends on the image's shape as well as its size: back to back, FMEN-S x4 with huge "
+    "pages ran at 1.59 M SR px/s on a 720x1000 LR crop and 1.49 M on a 180x4000 strip (same pixel count). The "
+    "streamed photo is 4000 LR px wide; the crop of the table is 1000 wide.",
+    "Where the streamed time goes (FMEN-S x4, 512x4000 LR, one process, aten ops timed by a dispatch mode): of "
+    "42.3 s, planning 3.2 s, PNG filtering and compression 7.8 s, convolutions 24.6 s, the executor's copies 4.0 s "
+    "(appending a band's rows to the rows a layer keeps: 2.3 s; contiguous row ranges 1.0 s; zero rows at the image "
+    "border 0.7 s). Whole-image inference of the same 512x4000 image took 28.3 s under the same timing (24.8 s "
+    "without it, against 30.9 s for the streamed network passes: 0.80). Writing each layer's new rows into its "
+    "line buffer in place (convolutions with an output argument) would remove most of the copies.",
+]
 CELL = (320, 480)  # BSD100 HR images are about 321x481 or 481x321 (some a pixel less)
 
 
@@ -388,6 +406,7 @@ def write_report(out: Path, results: dict) -> None:
         "blocks of 1 MiB or more mapped on their own and returned when freed, huge pages for tensors of 2 MiB or "
         "more, the column buffers of chunked convolutions reused from the heap).",
     ]
+    lines += ["", "## Notes", "", *(f"* {note}" for note in NOTES)]
     lines += ["", "## Details", ""]
     for r in results["cases"].values():
         t, c, f = r["throughput"], r["crop"], r["full"]

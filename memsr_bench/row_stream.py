@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.fx import GraphModule, Node
 
-__all__ = ["POINTWISE", "RowProgram", "trace_rows"]
+__all__ = ["POINTWISE", "Conv2dArgs", "ConvInto", "RowProgram", "conv2d_into", "trace_rows"]
 
 _aten = torch.ops.aten
 
@@ -72,6 +72,22 @@ _PIXEL_SHUFFLE = _aten.pixel_shuffle.default
 _SPLITS = (_aten.split_with_sizes_copy.default, _aten.split_with_sizes.default)
 
 
+@dataclass(frozen=True)
+class Conv2dArgs:
+    """A convolution step's constants: ``conv2d(x, weight, bias, 1, padding, dilation, groups)`` over rows
+    (``padding`` is (0, horizontal): the rows above and below are given explicitly)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    def out_width(self, width: int) -> int:
+        kw = int(self.weight.shape[3])
+        return width + 2 * self.padding[1] - self.dilation[1] * (kw - 1)
+
+
 @dataclass
 class _Step:
     """One row-producing node: what it computes and its line buffer (rows ``[first, done)`` of its output)."""
@@ -84,6 +100,7 @@ class _Step:
     pad: tuple[int, int] = (0, 0)  # conv: input rows above / below an output row
     factor: int = 1  # pixel shuffle's upscale factor
     run_inplace: Callable[..., torch.Tensor] | None = None  # pointwise: the same op writing into its first operand
+    conv: Conv2dArgs | None = None  # conv: its constants
     last_of: list[int] = field(default_factory=list)  # inputs whose last consumer (in order) this step is
     consumers: list[int] = field(default_factory=list)
 
@@ -99,27 +116,65 @@ def _is_constant_operand(value: Any) -> bool:
     return isinstance(value, (int, float, bool)) or value is None
 
 
+ConvInto = Callable[[torch.Tensor, Conv2dArgs, torch.Tensor], None]
+
+
+def conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
+    """``out[...] = conv2d(x)``: the default way a :class:`RowProgram` computes a convolution into its line
+    buffer (a temporary output, copied). :func:`memsr_bench.tiling.upscale_image` passes one that writes the
+    chunks of large convolutions straight into ``out``."""
+    out.copy_(torch.nn.functional.conv2d(x, conv.weight, conv.bias, 1, conv.padding, conv.dilation, conv.groups))
+
+
 class RowProgram:
     """A model's graph checked for row streaming; :meth:`run` streams an image's rows through it.
 
     ``run`` takes the LR image as an iterator of row bands (N x C x rows x W, in order, ``height`` rows in
-    all) and yields the output's rows in order as soon as they are final, in bands of varying height."""
+    all) and yields the output's rows in order as soon as they are final, in bands of varying height.
+
+    Each step keeps its rows as a list of pieces (contiguous tensors, consecutive rows), so that a band's
+    new rows are never copied to join the rows kept from the band before: a convolution computes the few
+    output rows whose inputs straddle two pieces from a small joined copy, and the rest from the new piece
+    itself, all into one output tensor; the other ops work piece by piece."""
 
     def __init__(self, steps: list[_Step], output: int, scale: int):
         self.steps = steps
         self.output = output
         self.scale = scale
 
-    def run(self, bands: Iterator[torch.Tensor], height: int) -> Iterator[torch.Tensor]:
+    def run(
+        self, bands: Iterator[torch.Tensor], height: int, conv_into: ConvInto = conv2d_into
+    ) -> Iterator[torch.Tensor]:
         n = len(self.steps)
         done = [0] * n
         first = [0] * n
-        buffers: list[torch.Tensor | None] = [None] * n
+        pieces: list[list[torch.Tensor]] = [[] for _ in range(n)]
         heights = [height * step.height_factor for step in self.steps]
 
+        def views(i: int, start: int, stop: int) -> list[torch.Tensor]:
+            """Rows ``[start, stop)`` of step ``i``'s output: views of its pieces, in order."""
+            parts, row = [], first[i]
+            for piece in pieces[i]:
+                rows_in = piece.shape[2]
+                a, b = max(start, row), min(stop, row + rows_in)
+                if a < b:
+                    parts.append(piece if (a, b) == (row, row + rows_in) else piece[:, :, a - row : b - row])
+                row += rows_in
+            return parts
+
         def rows(i: int, start: int, stop: int) -> torch.Tensor:
-            """Rows ``[start, stop)`` of step ``i``'s output, from its buffer (contiguous)."""
-            return buffers[i][:, :, start - first[i] : stop - first[i]].contiguous()
+            """Rows ``[start, stop)`` of step ``i``'s output as one contiguous tensor (a whole piece: no copy)."""
+            parts = views(i, start, stop)
+            return parts[0].contiguous() if len(parts) == 1 else torch.cat(parts, dim=2)
+
+        def cuts(i: int, start: int, stop: int) -> list[int]:
+            """The rows strictly inside ``(start, stop)`` where one of step ``i``'s pieces ends and the next begins."""
+            found, row = [], first[i]
+            for piece in pieces[i][:-1]:
+                row += piece.shape[2]
+                if start < row < stop:
+                    found.append(row)
+            return found
 
         def needed_from(c: int) -> int:
             """The first row of its inputs that step ``c`` will read from now on."""
@@ -132,46 +187,43 @@ class RowProgram:
 
         def trim(i: int) -> None:
             keep = min((needed_from(c) for c in self.steps[i].consumers), default=done[i])
-            if keep > first[i]:
-                buf = buffers[i]
-                buffers[i] = buf[:, :, keep - first[i] :].clone() if keep < done[i] else None
-                first[i] = keep
+            if keep <= first[i]:
+                return
+            kept, row = [], first[i]
+            for piece in pieces[i]:
+                rows_in = piece.shape[2]
+                if row + rows_in > keep:  # the rows a consumer still needs; a view would keep the whole piece alive
+                    kept.append(piece if row >= keep else piece[:, :, keep - row :].clone())
+                row += rows_in
+            pieces[i], first[i] = kept, keep
 
-        def append(i: int, new: torch.Tensor) -> None:
-            buf = buffers[i]
-            buffers[i] = new if buf is None else torch.cat([buf, new], dim=2)
-            if buf is None:
+        def append(i: int, new: list[torch.Tensor]) -> None:
+            if not pieces[i]:
                 first[i] = done[i]
-            done[i] += new.shape[2]
+            pieces[i].extend(new)
+            done[i] += sum(piece.shape[2] for piece in new)
 
         for band in bands:
-            append(0, band)
+            append(0, [band])
             del band
             for i in range(1, n):
                 step = self.steps[i]
                 reach = self._reach(step, done, heights)
                 if reach > done[i]:
-                    j = step.inputs[0]
-                    if (
-                        step.run_inplace is not None
-                        and self.steps[j].consumers == [i]
-                        and j not in (0, self.output)  # never the caller's band
-                        and (first[j], done[j]) == (done[i], reach)
-                        and step.inputs.count(j) == 1
-                    ):
-                        # its first operand is read by nothing else, and exactly these rows: overwrite it (as the
-                        # model's in-place activations do) instead of allocating a new band
-                        new = step.run_inplace(buffers[j], *[rows(k, done[i], reach) for k in step.inputs[1:]])
+                    if step.kind == "conv":
+                        new = [self._conv(step, done[i], reach, heights, rows, cuts, conv_into)]
+                    elif step.kind == "shuffle":
+                        (j,) = step.inputs
+                        new = [step.run(view) for view in views(j, done[i] // step.factor, reach // step.factor)]
                     else:
-                        new = self._compute(step, done[i], reach, heights, rows)
+                        new = self._piecewise(i, done[i], reach, views, cuts, first, done)
                     append(i, new)
                     del new
                 for j in step.last_of:
                     trim(j)
-                if i == self.output and buffers[i] is not None:
-                    out = buffers[i]
-                    buffers[i], first[i] = None, done[i]
-                    yield out
+                if i == self.output and pieces[i]:
+                    out, pieces[i], first[i] = pieces[i], [], done[i]
+                    yield from out
                     del out
         if done[self.output] != heights[self.output]:
             raise RuntimeError(f"row streaming ended at row {done[self.output]} of {heights[self.output]}")
@@ -188,20 +240,56 @@ class RowProgram:
             return done[step.inputs[0]] * step.factor
         return min(done[i] for i in step.inputs)
 
-    @staticmethod
-    def _compute(step: _Step, start: int, stop: int, heights: list[int], rows) -> torch.Tensor:
-        if step.kind == "conv":
-            (i,) = step.inputs
-            above, below = step.pad
-            lo, hi = start - above, stop + below
-            piece = rows(i, max(lo, 0), min(hi, heights[i]))
-            if lo < 0 or hi > heights[i]:
-                piece = torch.nn.functional.pad(piece, (0, 0, max(0, -lo), max(0, hi - heights[i])))
-            return step.run(piece)
-        if step.kind == "shuffle":
-            (i,) = step.inputs
-            return step.run(rows(i, start // step.factor, stop // step.factor))
-        return step.run(*[rows(i, start, stop) for i in step.inputs])
+    def _conv(self, step: _Step, start: int, stop: int, heights: list[int], rows, cuts, conv_into) -> torch.Tensor:
+        """Output rows ``[start, stop)`` of a convolution step, in one tensor: the rows whose input rows straddle
+        two pieces of the input from a joined copy of those rows, each run between them from one piece."""
+        (j,) = step.inputs
+        above, below = step.pad
+        dirty: list[list[int]] = []  # output rows whose input rows (r - above .. r + below) straddle a cut
+        for cut in cuts(j, start - above, stop + below):
+            a, b = max(start, cut - below), min(stop, cut + above)
+            if a >= b:
+                continue
+            if dirty and a <= dirty[-1][1]:
+                dirty[-1][1] = max(dirty[-1][1], b)
+            else:
+                dirty.append([a, b])
+        segments, row = [], start
+        for a, b in dirty:
+            segments += [(row, a), (a, b)] if row < a else [(a, b)]
+            row = b
+        if row < stop:
+            segments.append((row, stop))
+        out = None
+        for a, b in segments:
+            lo, hi = a - above, b + below
+            piece = rows(j, max(lo, 0), min(hi, heights[j]))
+            if lo < 0 or hi > heights[j]:  # zero rows at the image border, as the kernel pads
+                piece = torch.nn.functional.pad(piece, (0, 0, max(0, -lo), max(0, hi - heights[j])))
+            if out is None:
+                channels, width = int(step.conv.weight.shape[0]), step.conv.out_width(piece.shape[3])
+                out = piece.new_empty((piece.shape[0], channels, stop - start, width))
+            conv_into(piece, step.conv, out[:, :, a - start : b - start])
+            del piece
+        return out
+
+    def _piecewise(self, i: int, start: int, stop: int, views, cuts, first, done) -> list[torch.Tensor]:
+        """Rows ``[start, stop)`` of a pointwise, concatenation or channel-slice step ``i``, one output piece per
+        run of rows that lies within one piece of every input."""
+        step = self.steps[i]
+        bounds = sorted({start, stop, *(c for k in step.inputs for c in cuts(k, start, stop))})
+        j = step.inputs[0]
+        # its first operand is read by nothing else, and exactly these rows: overwrite it (as the model's in-place
+        # activations do) instead of allocating new rows; never the caller's band or the output
+        in_place = (
+            step.run_inplace is not None
+            and self.steps[j].consumers == [i]
+            and j not in (0, self.output)
+            and (first[j], done[j]) == (start, stop)
+            and step.inputs.count(j) == 1
+        )
+        run = step.run_inplace if in_place else step.run
+        return [run(*(views(k, a, b)[0] for k in step.inputs)) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def trace_rows(module: nn.Module, channels: int, scale: int) -> RowProgram | str:
@@ -319,9 +407,9 @@ def _step_of(node: Node, index: dict[Node, int], constants: dict[Node, Any], ste
                 f"a convolution changes the height (stride {list(stride)}, padding {list(padding)}, "
                 f"kernel {kh}, transposed {transposed}) ({node.name})"
             )
-        run = _conv(weight, bias, (0, int(padding[1])), (int(dilation[0]), int(dilation[1])), int(groups))
+        conv = Conv2dArgs(weight, bias, (0, int(padding[1])), (int(dilation[0]), int(dilation[1])), int(groups))
         pad = int(padding[0])
-        return _Step("conv", node.name, [i], steps[i].height_factor, run=run, pad=(pad, pad))
+        return _Step("conv", node.name, [i], steps[i].height_factor, pad=(pad, pad), conv=conv)
     if target is _PIXEL_SHUFFLE:
         x, factor = node.args
         i, factor = source(x), int(factor)
@@ -350,14 +438,6 @@ def _same_factor(inputs: list[int], steps: list[_Step], node: Node) -> int:
     if len(factors) != 1:
         raise _Unsupported(f"{_op_name(node)} combines feature maps of different heights ({node.name})")
     return factors.pop()
-
-
-def _conv(weight, bias, padding, dilation, groups) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run(piece: torch.Tensor) -> torch.Tensor:
-        # conv2d, not aten.convolution: native_cpu_kernels chunks large conv2d calls by rows
-        return torch.nn.functional.conv2d(piece, weight, bias, 1, padding, dilation, groups)
-
-    return run
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.receptive_field import ReceptiveField, receptive_field
-from memsr_bench.row_stream import RowProgram, trace_rows
+from memsr_bench.row_stream import Conv2dArgs, RowProgram, conv2d_into, trace_rows
 from memsr_bench.units import format_bytes
 
 __all__ = [
@@ -375,10 +375,12 @@ def plan_tiling(
     *,
     stream: bool = False,
     method: str = "auto",
+    native_kernels: bool = True,
 ) -> TilingPlan:
     """The tiling of an LR image of ``lr_size`` (H, W) for ``loaded`` (a :class:`~memsr_bench.model.LoadedModel`)
     within ``max_memory_bytes``; ``rf`` is its receptive field (analysed here if not given); ``stream``:
-    the output is written band by band (:func:`upscale_to_png`) instead of held whole.
+    the output is written band by band (:func:`upscale_to_png`) instead of held whole; ``native_kernels``: as
+    the run will be (the prediction of a row pass follows its chunked convolutions).
 
     ``method``: ``"rows"`` streams full-width bands of rows through the network, each layer computing each
     row once (:mod:`memsr_bench.row_stream`; exact, no recomputed halo); ``"tiles"`` runs halo tiles;
@@ -395,7 +397,8 @@ def plan_tiling(
     if method != "tiles":
         program = row_program(loaded, rf)
         if isinstance(program, RowProgram):
-            plan = _plan_rows(loaded, program, (height, width), max_memory_bytes, rf, stream)
+            with native_cpu_kernels(native_kernels):
+                plan = _plan_rows(loaded, program, (height, width), max_memory_bytes, rf, stream)
             if plan is not None or method == "rows":
                 if plan is None:
                     raise MemsrInputError(
@@ -542,7 +545,7 @@ class _RowPass(torch.nn.Module):
             for start in range(0, self.height, rows):
                 yield band[:, :, : min(rows, self.height - start)].clone()  # a new band each step, as on the host
 
-        for out in self.program.run(bands(), self.height):
+        for out in self.program.run(bands(), self.height, conv_into=_conv2d_into):
             _rows_to_uint8(out, self.input_range)
         return band.new_zeros(1)
 
@@ -625,7 +628,7 @@ def _row_bands(plan: TilingPlan, loaded, lr_uint8: np.ndarray, device, progress:
     first = 0
     try:
         with torch.inference_mode():
-            for out in program.run(bands(), height):
+            for out in program.run(bands(), height, conv_into=_conv2d_into):
                 out = out.cpu()
                 if not bool(torch.isfinite(out).all()):
                     raise MemsrInputError(
@@ -755,7 +758,9 @@ def upscale_image(
     configure_allocator()
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
-        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, method=method)
+        plan = plan_tiling(
+            loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, method=method, native_kernels=native_kernels
+        )
         run = _upscaler(loaded_model, device)
         s = plan.scale
         sr = np.empty((plan.lr_size[0] * s, plan.lr_size[1] * s, 3), dtype=np.uint8)
@@ -805,7 +810,15 @@ def upscale_to_png(
     configure_allocator()
     with native_cpu_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
-        plan = plan_tiling(loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, stream=True, method=method)
+        plan = plan_tiling(
+            loaded_model,
+            lr_uint8.shape[:2],
+            max_memory_bytes,
+            rf,
+            stream=True,
+            method=method,
+            native_kernels=native_kernels,
+        )
         planning = time.perf_counter() - start
         writing = 0.0
         run = _upscaler(loaded_model, device)
@@ -849,7 +862,6 @@ def upscale_to_png(
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_DEFAULT_TRIM_THRESHOLD = 128 * 2**10  # glibc's default: free space above it at the heap's top goes back at once
 _CONFIGURED = False  # configure_allocator() was called: chunked convolutions take their buffers from the heap
 _LIBC: Any = None  # glibc, False elsewhere
 
@@ -879,9 +891,10 @@ def configure_allocator() -> bool:
       meanwhile (:class:`_RowChunkedConvolution`).
     * PyTorch asks for transparent huge pages for its CPU tensors of 2 MiB or more (``THP_MEM_ALLOC_ENABLE=1``,
       unless the environment sets it): a fresh mapping is then mostly faulted in 2 MiB at a time instead of
-      4 KiB. It changes time, not memory (tensors are written whole): FMEN-S x4 over 256x4000 LR rows took
-      13.0 s instead of 20.7 s, whole-image inference 12.5 s instead of 17.8 s. PyTorch reads the variable
-      at its first CPU allocation, so this part only takes effect when called before any tensor is made
+      4 KiB. It changes time, not memory (tensors are written whole): whole-image inference of FMEN-S x4 on a
+      256x4000 LR image took 12.5 s instead of 17.8 s (glibc's default allocator); row streaming of it 14.1 s,
+      against 40.4 s before (every column buffer a fresh mapping, 4 KiB pages). PyTorch reads the variable at
+      its first CPU allocation, so this part only takes effect when called before any tensor is made
       (the ``upscale`` command does; in a script, call it first or set the variable in the environment).
     """
     import os
@@ -891,7 +904,7 @@ def configure_allocator() -> bool:
     libc = _glibc()
     # fixing the threshold stops glibc's dynamic one (which rises to 32 MiB and keeps freed tensors resident)
     _CONFIGURED = bool(libc) and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
-    if _CONFIGURED:
+    if _CONFIGURED:  # free space at the heap's top up to this stays: the next chunked convolution's buffers
         libc.mallopt(_M_TRIM_THRESHOLD, _CONV_HEAP_BYTES)
     return _CONFIGURED
 
@@ -988,30 +1001,63 @@ class _RowChunkedConvolution(TorchDispatchMode):
         shape = _conv_chunk_shape(args)
         if shape is None:
             return func(*args)
-        rows, cols = shape
-        x, weight = args[0], args[1]
-        bias = args[2] if len(args) > 2 else None
-        pad_h, pad_w = (int(v) for v in _pair(args[4]))
-        groups = int(args[6]) if len(args) > 6 else 1
-        height, width = int(x.shape[2]), int(x.shape[3])
-        kh, kw = int(weight.shape[2]), int(weight.shape[3])
-        out_h, out_w = height + 2 * pad_h - kh + 1, width + 2 * pad_w - kw + 1
+        return _conv2d_chunks(func, args, shape)
+
+
+def _conv2d_chunks(func, args, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """``func(*args)`` (``aten.conv2d``, stride 1, no dilation) computed in chunks of ``shape`` (rows, columns)
+    output pixels (:class:`_RowChunkedConvolution`), written into ``out`` (allocated if None)."""
+    rows, cols = shape
+    x, weight = args[0], args[1]
+    bias = args[2] if len(args) > 2 else None
+    pad_h, pad_w = (int(v) for v in _pair(args[4] if len(args) > 4 else 0))
+    groups = int(args[6]) if len(args) > 6 else 1
+    height, width = int(x.shape[2]), int(x.shape[3])
+    kh, kw = int(weight.shape[2]), int(weight.shape[3])
+    out_h, out_w = height + 2 * pad_h - kh + 1, width + 2 * pad_w - kw + 1
+    if out is None:
         out = x.new_empty((x.shape[0], weight.shape[0], out_h, out_w))
-        whole_rows = cols == out_w  # the kernel pads the sides itself (no copy of the rows)
-        with _HeapServed(_CONV_HEAP_BYTES):
-            for r0 in range(0, out_h, rows):
-                r1 = min(out_h, r0 + rows)
-                top, bottom = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [top, bottom) seen by rows [r0, r1)
-                for c0, c1 in [(0, out_w)] if whole_rows else _column_spans(out_w, cols):
-                    left, right = (0, width) if whole_rows else (c0 - pad_w, c1 - pad_w + kw - 1)
-                    piece = x[:, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
-                    border = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
-                    if any(border):
-                        piece = torch.nn.functional.pad(piece, border)
-                    padding = [0, pad_w if whole_rows else 0]
-                    out[:, :, r0:r1, c0:c1] = func(piece, weight, bias, [1, 1], padding, [1, 1], groups)
-                    del piece
-        return out
+    whole_rows = cols == out_w  # the kernel pads the sides itself (no copy of the rows)
+    with _HeapServed(_CONV_HEAP_BYTES):
+        for r0 in range(0, out_h, rows):
+            r1 = min(out_h, r0 + rows)
+            top, bottom = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [top, bottom) seen by rows [r0, r1)
+            for c0, c1 in [(0, out_w)] if whole_rows else _column_spans(out_w, cols):
+                left, right = (0, width) if whole_rows else (c0 - pad_w, c1 - pad_w + kw - 1)
+                piece = x[:, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+                border = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
+                if any(border):
+                    piece = torch.nn.functional.pad(piece, border)
+                padding = [0, pad_w if whole_rows else 0]
+                out[:, :, r0:r1, c0:c1] = func(piece, weight, bias, [1, 1], padding, [1, 1], groups)
+                del piece
+    return out
+
+
+def _conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
+    """The row streamer's convolution (:data:`~memsr_bench.row_stream.ConvInto`): under
+    :func:`native_cpu_kernels`, a large CPU one in chunks written straight into the layer's rows ``out`` (in
+    a predicted pass on fake tensors: one chunk, for its memory); others through
+    :func:`~memsr_bench.row_stream.conv2d_into`."""
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    args = (x, conv.weight, conv.bias, [1, 1], list(conv.padding), list(conv.dilation), conv.groups)
+    chunking = any(isinstance(mode, _RowChunkedConvolution) for mode in _get_current_dispatch_mode_stack())
+    fake = isinstance(x, FakeTensor)
+    real = type(x) is torch.Tensor and x.is_contiguous()
+    shape = _conv_chunk_shape(args) if chunking and (real or fake) and x.device.type == "cpu" else None
+    if shape is None:
+        conv2d_into(x, conv, out)
+    elif fake:
+        rows, cols = shape
+        kh, kw = int(conv.weight.shape[2]), int(conv.weight.shape[3])
+        whole_rows = cols == int(out.shape[3])
+        piece = x[:, :, : rows + kh - 1, : x.shape[3] if whole_rows else cols + 1 + kw - 1]
+        padding = conv.padding if whole_rows else (0, 0)
+        torch.nn.functional.conv2d(piece, conv.weight, conv.bias, 1, padding, conv.dilation, conv.groups)
+    else:
+        _conv2d_chunks(torch.ops.aten.conv2d.default, args, shape, out=out)
 
 
 class _PositionIndependentActivations(TorchDispatchMode):

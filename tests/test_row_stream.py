@@ -119,6 +119,25 @@ def test_upscale_by_rows_equals_whole_image_and_stays_in_the_predicted_budget(tm
     assert streamed.method == "rows" and np.array_equal(read_image_rgb(tmp_path / "sr.png"), whole)
 
 
+@pytest.mark.parametrize("chunk_bytes", [8192, 400])  # chunks of whole rows; pieces of a row
+def test_rows_with_chunked_convolutions_written_into_the_line_buffers(monkeypatch, chunk_bytes):
+    """Large convolutions are computed in chunks straight into a layer's rows (``tiling._conv2d_into``)."""
+    import memsr_bench.tiling as tiling
+
+    loaded = _model("carn-m", 2)  # grouped convolutions too
+    lr = np.random.default_rng(6).integers(0, 256, (41, 27, 3), dtype=np.uint8)
+    with native_cpu_kernels():
+        whole = upscaler(loaded.module)(lr)
+    calls = []
+    chunks = tiling._conv2d_chunks
+    monkeypatch.setattr(tiling, "_conv2d_chunks", lambda *a, **k: calls.append(k.get("out")) or chunks(*a, **k))
+    monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", chunk_bytes)
+    budget = plan_tiling(loaded, lr.shape[:2], 2**30, method="rows").total_bytes - 1
+    sr, plan = upscale_image(loaded, lr, budget, method="rows")
+    assert plan.n_tiles >= 2 and any(out is not None for out in calls)
+    assert np.array_equal(sr, whole)
+
+
 def test_the_predicted_row_pass_peak_is_the_measured_one():
     """The planner's memory model of row streaming (a fake pass of the same code) against the CPU
     live-storage measurement of a real pass."""
