@@ -174,8 +174,13 @@ def test_cli_method_rows(tmp_path, capsys):
     base = ["upscale", str(src), str(tmp_path / "sr.png"), "--model", "fmen-s-deploy", "--scale", "2", "--quiet"]
     assert main([*base, "--method", "rows"]) == 0
     assert "streamed by rows" in capsys.readouterr().out
+    level6 = (tmp_path / "sr.png").stat().st_size
+    assert main([*base, "--png-level", "0"]) == 0 and "streamed by rows" in capsys.readouterr().out
+    assert (tmp_path / "sr.png").stat().st_size > level6  # stored, not compressed
+    assert np.array_equal(read_image_rgb(tmp_path / "sr.png").shape, (82, 66, 3))
     for args, needle in (
         (["--method", "diagonal"], "--method"),
+        (["--png-level", "10"], "--png-level"),
         (["--method", "rows", "--model", "rlfn-s"], "cannot be streamed by rows"),
     ):
         argv = [*base, *args]

@@ -64,7 +64,15 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         lr = read_image_rgb(src)
         # the output is streamed to the PNG band by band: never held whole (a 192-megapixel SR photo is 576 MB)
         plan = upscale_to_png(
-            loaded, lr, dst, budget, args.device, rf=rf, progress=not args.quiet, method=args.method
+            loaded,
+            lr,
+            dst,
+            budget,
+            args.device,
+            rf=rf,
+            progress=not args.quiet,
+            method=args.method,
+            compress_level=args.png_level,
         )
         del lr
         line = (
@@ -89,7 +97,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "keeping only the rows its consumers still need (models whose graph is row-local: convolutions, pointwise "
         "ops, channel concatenation and splits, pixel shuffle), or else tiles the image with a halo. The band or tile "
         "is chosen so that its predicted peak (tensors and convolution workspace), the uint8 input and the output rows "
-        "held on the host (the output is streamed to the PNG) and a fixed runtime allowance (320 MiB) stay within "
+        "held on the host (the output is streamed to the PNG) and a fixed runtime allowance (337 MiB) stay within "
         "--max-memory. For local models (see receptive-field) rows and tiles (halo >= the receptive radius, on the "
         "model's grid) are bit-identical to whole-image inference; other models get overlapping tiles with a large "
         "halo.",
@@ -106,6 +114,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default="auto",
         metavar="{auto,rows,tiles}",
         help="rows (no recomputed halo), tiles, or auto: rows where the model's graph allows, tiles otherwise",
+    )
+    p.add_argument(
+        "--png-level",
+        type=int,
+        default=6,
+        choices=range(10),
+        metavar="0-9",
+        help="zlib level of the PNG (default 6; lower is faster and larger: at 6 the 192-megapixel PNG of "
+        "reports/tiling/large_photos.md took a fifth of the command's time)",
     )
     options.add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
