@@ -74,12 +74,15 @@ NOTES = [
     "Whole-image throughput depends on the image's shape as well as its size: back to back, FMEN-S x4 with huge "
     "pages ran at 1.59 M SR px/s on a 720x1000 LR crop and 1.49 M on a 180x4000 strip (same pixel count). The "
     "streamed photo is 4000 LR px wide; the crop of the table is 1000 wide.",
-    "Where the streamed time goes (FMEN-S x4, 512x4000 LR, one process, aten ops timed by a dispatch mode): of "
-    "42.3 s, planning 3.2 s, PNG filtering and compression 7.8 s, convolutions 24.6 s, the executor's copies 4.0 s "
-    "(appending a band's rows to the rows a layer keeps: 2.3 s; contiguous row ranges 1.0 s; zero rows at the image "
-    "border 0.7 s). Whole-image inference of the same 512x4000 image took 28.3 s under the same timing (24.8 s "
-    "without it, against 30.9 s for the streamed network passes: 0.80). Writing each layer's new rows into its "
-    "line buffer in place (convolutions with an output argument) would remove most of the copies.",
+    "The fmen-s-x4 row was measured at commit d7f061e, before the chunked convolutions cleared PyTorch's "
+    "huge-page mark from glibc's heap (commit f32c460 and later); the carn-m-x2 row at f32c460. Without that, "
+    "CARN-M peaked at 2230 MiB on this photo (khugepaged filled the marked heap ranges).",
+    "Where the streamed time goes (FMEN-S x4, 512x4000 LR, one process, aten ops timed by a dispatch mode), at "
+    "commit 79d6084: of 42.3 s, planning 3.2 s, PNG filtering and compression 7.8 s, convolutions 24.6 s, the "
+    "executor's copies 4.0 s (appending a band's rows to the rows a layer keeps 2.3 s, contiguous row ranges "
+    "1.0 s, zero rows at the image border 0.7 s). With each layer's rows kept as pieces and convolutions "
+    "writing into them (d7f061e): 40.1 s, appending 0.2 s, contiguous copies 0.6 s. Whole-image inference of "
+    "the same image took 28.3 s under the same timing.",
 ]
 CELL = (320, 480)  # BSD100 HR images are about 321x481 or 481x321 (some a pixel less)
 
@@ -274,8 +277,10 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
     whole_rate = crop[0] * crop[1] * scale**2 / whole_seconds
     whole_cpu_rate = crop[0] * crop[1] * scale**2 / whole_cpu
     weights_file = Path(loaded.weights.path) if getattr(loaded.weights, "path", None) else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return {
         "case": key,
+        "git_commit": commit.stdout.strip(),
         "model": model,
         "scale": scale,
         "weights_sha256": loaded.checkpoint_id,
@@ -423,7 +428,8 @@ def write_report(out: Path, results: dict) -> None:
         lines += [
             f"### {r['case']}",
             "",
-            f"* Input: {r['input']}; LR PNG sha256 `{r['lr_png_sha256'][:16]}...`.",
+            f"* Input: {r['input']}; LR PNG sha256 `{r['lr_png_sha256'][:16]}...`."
+            + (f" Measured at commit {r['git_commit']}." if "git_commit" in r else ""),
             f"* Command: `{f['command']}`",
             f"* Output: {r['sr_png_bytes'] / 1e6:.0f} MB PNG; sha256 of the decoded pixels `{r['sr_pixels_sha256']}`.",
             f"* Peak RSS {f['peak_rss_bytes'] / 2**20:.0f} MiB (`ru_maxrss` of the child process) for a budget of "
