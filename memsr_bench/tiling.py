@@ -893,11 +893,12 @@ def configure_allocator() -> bool:
       meanwhile (:class:`_RowChunkedConvolution`).
     * PyTorch asks for transparent huge pages for its CPU tensors of 2 MiB or more (``THP_MEM_ALLOC_ENABLE=1``,
       unless the environment sets it): a fresh mapping is then mostly faulted in 2 MiB at a time instead of
-      4 KiB. It changes time, not memory (tensors are written whole): whole-image inference of FMEN-S x4 on a
-      256x4000 LR image took 12.5 s instead of 17.8 s (glibc's default allocator); row streaming of it 14.1 s,
-      against 40.4 s before (every column buffer a fresh mapping, 4 KiB pages). PyTorch reads the variable at
-      its first CPU allocation, so this part only takes effect when called before any tensor is made
-      (the ``upscale`` command does; in a script, call it first or set the variable in the environment).
+      4 KiB. It changes time, not memory (tensors are written whole; the mark it leaves on glibc's heap is
+      cleared, :class:`_HeapServed`): whole-image inference of FMEN-S x4 on a 256x4000 LR image took 12.5 s
+      instead of 17.8 s (glibc's default allocator); row streaming of it 14.1 s, against 40.4 s before (every
+      column buffer a fresh mapping, 4 KiB pages). PyTorch reads the variable at its first CPU allocation, so
+      this part only takes effect when called before any tensor is made (the ``upscale`` command does; in a
+      script, call it first or set the variable in the environment).
     """
     import os
 
