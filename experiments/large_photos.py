@@ -186,6 +186,16 @@ def bare_child(lr_path: str, model: str, scale: str, weights: str, kernels: str)
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}))
 
 
+def fastest_exact_seconds(bare: dict) -> float:
+    """The fastest bit-identical (native kernels) bare pass of the crop, in seconds."""
+    return min(v["seconds"] for k, v in bare.items() if BARE_PASSES[k][0] == "native")
+
+
+def git_commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return done.stdout.strip()
+
+
 def whole_image_crop(loaded, crop: tuple[int, int], rf) -> tuple[int, int]:
     """``crop`` made shorter (10 % at a time) until the command's plan at the budget is one band or tile: the
     command on it is whole-image inference, with the same planning and PNG writing as on the full photo."""
@@ -247,7 +257,7 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
     for name, (kernels, env) in BARE_PASSES.items():
         bare[name] = bare_pass(crop_lr_path, model, scale, args.weights, kernels, env)
         print(f"[{key}] bare whole-image pass of the crop, {name}: {bare[name]['seconds']:.1f} s", flush=True)
-    fastest_exact = min(v["seconds"] for k, v in bare.items() if BARE_PASSES[k][0] == "native")
+    fastest_exact = fastest_exact_seconds(bare)
     crop_identical = bool(np.array_equal(read_image_rgb(crop_sr_path), reference))
     inner = ((crop[0] - rf.radius) * scale, (crop[1] - rf.radius) * scale)
     full_rows = read_png_rows(sr_path)
@@ -279,10 +289,9 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
     whole_rate = crop[0] * crop[1] * scale**2 / whole_seconds
     whole_cpu_rate = crop[0] * crop[1] * scale**2 / whole_cpu
     weights_file = Path(loaded.weights.path) if getattr(loaded.weights, "path", None) else None
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return {
         "case": key,
-        "git_commit": commit.stdout.strip(),
+        "git_commit": git_commit(),
         "model": model,
         "scale": scale,
         "weights_sha256": loaded.checkpoint_id,
@@ -340,7 +349,6 @@ def machine() -> dict:
          if line.startswith("model name")),
         platform.processor(),
     )  # fmt: skip
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -351,7 +359,7 @@ def machine() -> dict:
         "numpy": np.__version__,
         "pillow": PIL.__version__,
         "platform": platform.platform(),
-        "git_commit": commit.stdout.strip(),
+        "git_commit": git_commit(),
         "runtime_allowance_bytes": RUNTIME_ALLOWANCE_BYTES,
         "children_environment": dict(THREADS_ENV),
     }
@@ -361,7 +369,7 @@ def passes_ratio(r: dict) -> float:
     """The network's passes only (the command's time less planning and PNG writing) against the fastest
     bit-identical bare pass of the crop."""
     f, c = r["full"], r["crop"]
-    fastest = min(v["seconds"] for k, v in r["bare_passes"].items() if BARE_PASSES[k][0] == "native")
+    fastest = fastest_exact_seconds(r["bare_passes"])
     passes = f["upscale_seconds"] - f["planning_seconds"] - f["png_seconds"]
     return r["sr_megapixels"] * 1e6 / passes / (c["lr_size"][0] * c["lr_size"][1] * r["scale"] ** 2 / fastest)
 

@@ -73,7 +73,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch._subclasses.fake_tensor import FakeTensor
+from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.receptive_field import ReceptiveField, receptive_field
@@ -1070,9 +1071,6 @@ def _conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
     :func:`native_cpu_kernels`, a large CPU one in chunks written straight into the layer's rows ``out`` (in
     a predicted pass on fake tensors: one chunk, for its memory); others through
     :func:`~memsr_bench.row_stream.conv2d_into`."""
-    from torch._subclasses.fake_tensor import FakeTensor
-    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-
     args = (x, conv.weight, conv.bias, [1, 1], list(conv.padding), list(conv.dilation), conv.groups)
     chunking = any(isinstance(mode, _RowChunkedConvolution) for mode in _get_current_dispatch_mode_stack())
     fake = isinstance(x, FakeTensor)

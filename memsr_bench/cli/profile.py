@@ -117,8 +117,7 @@ def _largest_input(loaded, shape, budget: int) -> dict:
     import math
 
     from memsr_bench.measure.memory_model import largest_input_for_budget
-    from memsr_bench.tiling import RUNTIME_ALLOWANCE_BYTES as RUNTIME_ALLOWANCE
-    from memsr_bench.tiling import largest_whole_input
+    from memsr_bench.tiling import RUNTIME_ALLOWANCE_BYTES, largest_whole_input
     from memsr_bench.units import format_bytes
 
     h, w = shape[2], shape[3]
@@ -134,7 +133,7 @@ def _largest_input(loaded, shape, budget: int) -> dict:
     text = (
         f"{format_bytes(budget)}, aspect {aspect[0]}:{aspect[1]} of the input: tensor peak of one whole-image pass "
         f"(device memory): {tensor_text}; whole CPU process as `memsr-bench upscale` counts it (runtime "
-        f"{format_bytes(RUNTIME_ALLOWANCE)}, uint8 buffers, native conv column buffers, +5 %): {process_text}; "
+        f"{format_bytes(RUNTIME_ALLOWANCE_BYTES)}, uint8 buffers, native conv column buffers, +5 %): {process_text}; "
         "`memsr-bench upscale` streams anything larger by rows or tiles"
     )
     return {
