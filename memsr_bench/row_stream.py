@@ -299,8 +299,9 @@ def trace_rows(module: nn.Module, channels: int, scale: int) -> RowProgram | str
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.utils._python_dispatch import _disable_current_modes
 
-    device = next((t.device for t in [*module.parameters(), *module.buffers()]), torch.device("cpu"))
-    example = torch.zeros(1, channels, 12, 12, device=device)
+    from memsr_bench.measure.fake_pass import module_device
+
+    example = torch.zeros(1, channels, 12, 12, device=module_device(module))
     try:
         # without the dispatch modes active around the call (e.g. native_cpu_kernels'): the graph of the model itself
         with _disable_current_modes(), torch.inference_mode():

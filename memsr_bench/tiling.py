@@ -77,6 +77,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
 from memsr_bench.errors import MemsrInputError
+from memsr_bench.measure.fake_pass import module_device
 from memsr_bench.measure.receptive_field import ReceptiveField, receptive_field
 from memsr_bench.row_stream import Conv2dArgs, RowProgram, conv2d_into, trace_rows
 from memsr_bench.units import format_bytes
@@ -506,7 +507,8 @@ def _choose_cores(height, width, grid, halo, smallest, need, base, costs, scale,
     return smallest, smallest
 
 
-_ROW_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> RowProgram or reason
+# module -> {device: RowProgram or reason}: a program holds constants made on the device it was traced on
+_ROW_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BAND_PIXELS = 2**20  # LR pixels in a band of rows beyond which a larger band gains nothing (per-step overhead)
 _MIN_BAND = 8  # rows: below this, tiles (which cut the width too) are the better answer to a small budget
 
@@ -518,9 +520,11 @@ def row_program(loaded, rf: ReceptiveField | None = None) -> RowProgram | str:
         return "Y-only model (its chroma is upscaled by bicubic on the host)"
     if rf is not None and not (rf.local and not rf.size_dependent):
         return rf.reason or "size-dependent"
-    if loaded.module not in _ROW_PROGRAMS:
-        _ROW_PROGRAMS[loaded.module] = trace_rows(loaded.module, 3, loaded.scale)
-    return _ROW_PROGRAMS[loaded.module]
+    programs = _ROW_PROGRAMS.setdefault(loaded.module, {})
+    device = module_device(loaded.module)
+    if device not in programs:
+        programs[device] = trace_rows(loaded.module, 3, loaded.scale)
+    return programs[device]
 
 
 def _rows_to_uint8(out: torch.Tensor, input_range: float) -> torch.Tensor:
@@ -536,9 +540,11 @@ class _RowPass(torch.nn.Module):
     input's height go through the program, each output band is converted to uint8 and dropped, as in
     :func:`_row_bands`."""
 
-    def __init__(self, program: RowProgram, height: int, input_range: float):
+    def __init__(self, program: RowProgram, height: int, input_range: float, device: torch.device):
         super().__init__()
         self.program, self.height, self.input_range = program, height, input_range
+        # the predicted pass puts its fake input on the device of the module's tensors: the program's device
+        self.register_buffer("device_marker", torch.empty(0, device=device), persistent=False)
 
     def forward(self, band: torch.Tensor) -> torch.Tensor:
         rows = band.shape[2]
@@ -566,7 +572,9 @@ def _plan_rows(loaded, program: RowProgram, lr_size, max_memory_bytes: int, rf: 
         last = height - rows * ((height - 1) // rows)  # the real last band
         full = -(-radius // rows) + 2  # bands until the first output rows: the steady state
         simulated = height if height <= (full + 1) * rows else full * rows + last
-        peak = peak_with_conv_workspace(_RowPass(program, simulated, input_range), (1, 3, rows, width))
+        peak = peak_with_conv_workspace(
+            _RowPass(program, simulated, input_range, module_device(loaded.module)), (1, 3, rows, width)
+        )
         out_rows = min(height, rows + 2 * radius) * s  # the most output rows one step finishes (the last)
         if stream:
             host = 3 * height * width + 2 * 3 * out_rows * width * s + _png_writer_bytes(width * s)

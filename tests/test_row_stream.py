@@ -147,7 +147,7 @@ def test_the_predicted_row_pass_peak_is_the_measured_one():
 
     loaded = _model("fmen-s-deploy", 2)
     program = row_program(loaded)
-    row_pass = _RowPass(program, 53, loaded.entry.spec.input_range)
+    row_pass = _RowPass(program, 53, loaded.entry.spec.input_range, torch.device("cpu"))
     band = torch.rand(1, 3, 8, 31)
     predicted = predict_peak_memory(row_pass, tuple(band.shape)).peak_bytes
     with native_cpu_kernels(False):

@@ -63,9 +63,14 @@ class ModuleStack:
         return self.stack[-1] if self.stack else ""
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device of the module's first parameter or buffer (CPU for a module without tensors)."""
+    return next((t.device for t in [*module.parameters(), *module.buffers()]), torch.device("cpu"))
+
+
 def fake_input(model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype) -> tuple[FakeTensorMode, torch.Tensor]:
     """A fake tensor of ``input_shape`` on the model's device, and the mode to run the model in."""
-    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
+    device = module_device(model)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     with mode:
         x = torch.empty(tuple(int(s) for s in input_shape), dtype=dtype, device=device)
