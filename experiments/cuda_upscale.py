@@ -44,7 +44,12 @@ from memsr_bench.data.image_io import read_image_rgb, write_image_rgb  # noqa: E
 from memsr_bench.measure.receptive_field import receptive_field  # noqa: E402
 from memsr_bench.metrics import psnr  # noqa: E402
 from memsr_bench.model import load_model  # noqa: E402
-from memsr_bench.tiling import peak_with_conv_workspace, tile_budget, upscale_image  # noqa: E402
+from memsr_bench.tiling import (  # noqa: E402
+    peak_with_conv_workspace,
+    size_independent_kernels,
+    tile_budget,
+    upscale_image,
+)
 
 # name: torch.backends.cudnn.flags arguments (benchmark off throughout: autotuning picks per shape and run)
 SETTINGS = {
@@ -71,17 +76,29 @@ MODELS = [  # zoo name, scale, Set14 LR folder, methods
 IMAGES = ("baboon", "bridge")
 TILE = 48
 BUDGET = "1GiB"
+# `memsr-bench` (the CLI's main) with torch.backends.cudnn attributes set first (JSON in argv[1]), then its GPU peaks
 CHILD = """
 import json, sys, torch
-torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = {benchmark}, {deterministic}
-torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32 = {enabled}, {allow_tf32}
+for name, value in json.loads(sys.argv[1]).items():
+    setattr(torch.backends.cudnn, name, value)
 from memsr_bench.cli import main
-rc = main(sys.argv[1:])
+rc = main(sys.argv[2:])
 gpu = torch.cuda.is_available()
-print(json.dumps({{"cuda_max_allocated": torch.cuda.max_memory_allocated() if gpu else None,
-                  "cuda_max_reserved": torch.cuda.max_memory_reserved() if gpu else None}}))
+print(json.dumps({"cuda_max_allocated": torch.cuda.max_memory_allocated() if gpu else None,
+                  "cuda_max_reserved": torch.cuda.max_memory_reserved() if gpu else None}))
 sys.exit(rc)
 """
+PRODUCT = "the command's own (cuDNN in FP32, not autotuned)"  # upscale's size_independent_kernels on CUDA
+# CARN-M x2 on a 512x6000 strip (64 bands of 8 rows): the whole process's RSS under variants of the environment
+RSS_STRIP = ("carn-m", 2, (512, 6000))
+RSS_VARIANTS = {  # name: (environment, cuDNN attributes)
+    "the command as it is": ({}, {}),
+    "THP_MEM_ALLOC_ENABLE=0": ({"THP_MEM_ALLOC_ENABLE": "0"}, {}),
+    "OMP_NUM_THREADS=2": ({"OMP_NUM_THREADS": "2"}, {}),
+    "MALLOC_ARENA_MAX=2": ({"MALLOC_ARENA_MAX": "2"}, {}),
+    "TORCH_CUDNN_V8_API_LRU_CACHE_LIMIT=16": ({"TORCH_CUDNN_V8_API_LRU_CACHE_LIMIT": "16"}, {}),
+    "cuDNN off (native CUDA kernels)": ({}, {"enabled": False}),
+}
 
 
 def _case(key: str, args: argparse.Namespace) -> tuple[str, int, tuple[int, int]]:
@@ -131,54 +148,90 @@ def exactness(args: argparse.Namespace, deadline: float) -> list[dict]:
     return rows
 
 
-def _exact_setting(rows: list[dict]) -> str:
-    """The first setting under which every row and tile run was identical (PyTorch's default if none)."""
-    for setting in SETTINGS:
-        mine = [r for r in rows if r.get("setting") == setting]
-        if mine and all(r.get("max_abs_diff") == 0 for r in mine):
-            return setting
-    return next(iter(SETTINGS))
+def run_command(argv: list[str], cudnn: dict, env: dict[str, str], work: Path) -> dict:
+    """The CLI in a child process: wall time, its peak RSS (``ru_maxrss``), its RSS sampled every 0.25 s, its GPU
+    peaks, and the times its summary line gives."""
+    import threading
 
-
-def large_photo(key: str, setting: str, args: argparse.Namespace) -> dict:
-    model, scale, lr_size = _case(key, args)
-    work = Path(args.work) / key
-    work.mkdir(parents=True, exist_ok=True)
-    lr, used = mosaic(Path(args.data) / "BSD100" / "HR", lr_size)
-    lr_path, sr_path = work / "lr.png", work / "sr.png"
-    write_image_rgb(lr_path, lr)
-    child = CHILD.format(**SETTINGS[setting])
-    argv = [sys.executable, "-c", child, "upscale", str(lr_path), str(sr_path), "--model", model, "--scale",
-            str(scale), "--weights", args.weights, "--max-memory", BUDGET, "--device", args.device,
-            "--quiet"]  # fmt: skip
+    argv = [sys.executable, "-c", CHILD, json.dumps(cudnn), *argv]
     log_out, log_err = work / "stdout.txt", work / "stderr.txt"
+    samples: list[tuple[float, int]] = []
     start = time.perf_counter()
     with open(log_out, "w") as out, open(log_err, "w") as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, env=os.environ | env)
+
+        def sample() -> None:
+            status = Path(f"/proc/{proc.pid}/status")
+            while proc.returncode is None:
+                try:
+                    kib = next(int(v.split()[1]) for v in status.read_text().splitlines() if v.startswith("VmRSS"))
+                    samples.append((round(time.perf_counter() - start, 2), kib * 1024))
+                except (OSError, StopIteration, ValueError):
+                    pass
+                time.sleep(0.25)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)  # reaps the child: its own rusage, ru_maxrss in KiB
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    stdout, stderr = log_out.read_text(), log_err.read_text()
-    result: dict = {"case": key, "model": model, "scale": scale, "lr_size": list(lr_size), "setting": setting,
-                    "input": f"mosaic of {len(used)} BSD100 HR images", "wall_seconds": wall,
-                    "peak_rss_bytes": usage.ru_maxrss * 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                    "returncode": proc.returncode, "stderr_tail": stderr[-2000:]}  # fmt: skip
-    if proc.returncode != 0:
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.join()
+    result: dict = {"wall_seconds": time.perf_counter() - start, "peak_rss_bytes": usage.ru_maxrss * 1024,
+                    "cpu_seconds": usage.ru_utime + usage.ru_stime, "returncode": proc.returncode,
+                    "rss_samples": samples[:: max(1, len(samples) // 60)],
+                    "stderr_tail": log_err.read_text()[-2000:]}  # fmt: skip
+    lines = log_out.read_text().strip().splitlines()
+    if proc.returncode != 0 or len(lines) < 2:
         return result
-    lines = stdout.strip().splitlines()
     result |= json.loads(lines[-1])
     result["line"] = lines[-2]
     times = re.search(r", ([0-9.]+) s \(CPU ([0-9.]+) s; planning ([0-9.]+) s, PNG ([0-9.]+) s\)$", lines[-2])
     if times:
         result |= dict(zip(("upscale_seconds", "upscale_cpu_seconds", "planning_seconds", "png_seconds"),
                            map(float, times.groups()), strict=True))  # fmt: skip
-    result["sr_png_bytes"] = sr_path.stat().st_size
     return result
+
+
+def _upscale_argv(lr_path: Path, sr_path: Path, model: str, scale: int, args: argparse.Namespace) -> list[str]:
+    return ["upscale", str(lr_path), str(sr_path), "--model", model, "--scale", str(scale), "--weights",
+            args.weights, "--max-memory", BUDGET, "--device", args.device, "--quiet"]  # fmt: skip
+
+
+def large_photo(key: str, args: argparse.Namespace) -> dict:
+    """The photo ``key`` of large_photos.py through ``memsr-bench upscale --device cuda`` as it is."""
+    model, scale, lr_size = _case(key, args)
+    work = Path(args.work) / key
+    work.mkdir(parents=True, exist_ok=True)
+    lr, used = mosaic(Path(args.data) / "BSD100" / "HR", lr_size)
+    lr_path, sr_path = work / "lr.png", work / "sr.png"
+    write_image_rgb(lr_path, lr)
+    result = {"case": key, "model": model, "scale": scale, "lr_size": list(lr_size), "setting": PRODUCT,
+              "input": f"mosaic of {len(used)} BSD100 HR images"}  # fmt: skip
+    result |= run_command(_upscale_argv(lr_path, sr_path, model, scale, args), {}, {}, work)
+    if sr_path.exists():
+        result["sr_png_bytes"] = sr_path.stat().st_size
+    return result
+
+
+def rss_variants(args: argparse.Namespace, deadline: float) -> dict:
+    """RSS of the command on CUDA for ``RSS_STRIP`` under each of ``RSS_VARIANTS``."""
+    model, scale, lr_size = RSS_STRIP
+    lr_size = (lr_size[0] // 8, lr_size[1] // 10) if args.smoke else lr_size
+    work = Path(args.work) / "rss"
+    work.mkdir(parents=True, exist_ok=True)
+    lr_path, sr_path = work / "lr.png", work / "sr.png"
+    write_image_rgb(lr_path, mosaic(Path(args.data) / "BSD100" / "HR", lr_size)[0])
+    found = {}
+    for name, (env, cudnn) in RSS_VARIANTS.items():
+        if time.monotonic() > deadline:
+            break
+        found[name] = run_command(_upscale_argv(lr_path, sr_path, model, scale, args), cudnn, env, work)
+        print(name, json.dumps({k: v for k, v in found[name].items() if k not in ("rss_samples", "stderr_tail")}))
+    return {"model": model, "scale": scale, "lr_size": list(lr_size), "variants": found}
 
 
 def whole_reference(result: dict, args: argparse.Namespace) -> None:
     """Whole-image inference of the full photo on the GPU (timed after a warm-up), compared with the PNG."""
-    key, setting = result["case"], result["setting"]
+    key = result["case"]
     model, scale, lr_size = _case(key, args)
     loaded = load_model(model, scale, weights=args.weights)
     predicted = peak_with_conv_workspace(loaded.module, (1, 3, *lr_size))
@@ -189,7 +242,7 @@ def whole_reference(result: dict, args: argparse.Namespace) -> None:
         return
     lr = read_image_rgb(Path(args.work) / key / "lr.png")
     run = zoo.upscaler(loaded.module, args.device)
-    with torch.backends.cudnn.flags(**SETTINGS[setting]):
+    with size_independent_kernels():  # as the command runs
         run(lr[:256, :256])  # warm-up
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -213,6 +266,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=420.0, help="start no new part after this many seconds")
     ap.add_argument("--device", default="cuda", help="cpu checks the script itself (with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="photos of a tenth of each side")
+    ap.add_argument("--parts", default="exactness,rss,photos", help="comma-separated: exactness, rss, photos")
     ap.add_argument("--report", help="render reports/tiling/cuda_upscale.md from this cuda_upscale.json")
     args = ap.parse_args()
     if args.report:
@@ -229,25 +283,27 @@ def main() -> None:
         "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "git_commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-        or os.environ.get("GIT_COMMIT", "?"),  # fmt: skip
+        # the device's copy of the tree may carry an older .git: the caller names the commit
+        "git_commit": os.environ.get("GIT_COMMIT")
+        or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout,
     }
     path = out / "cuda_upscale.json"
 
     def save() -> None:
         path.write_text(json.dumps(results, indent=1))
 
-    results["exactness"] = exactness(args, t0 + 0.4 * args.budget_s)
-    save()
-    setting = _exact_setting(results["exactness"])
+    if "exactness" in args.parts:
+        results["exactness"] = exactness(args, t0 + 0.4 * args.budget_s)
+        save()
+    if "rss" in args.parts:
+        results["rss"] = rss_variants(args, t0 + 0.5 * args.budget_s)
+        save()
     results["photos"] = []
-    for key in CASES:
+    for key in CASES if "photos" in args.parts else ():
         if time.monotonic() - t0 > args.budget_s:
             break
-        print(f"[{key}] under {setting}", flush=True)
-        result = large_photo(key, setting, args)
+        print(f"[{key}]", flush=True)
+        result = large_photo(key, args)
         results["photos"].append(result)
         save()
         if result.get("returncode") == 0 and time.monotonic() - t0 < args.budget_s:
@@ -255,7 +311,7 @@ def main() -> None:
                 whole_reference(result, args)
             except Exception as err:  # noqa: BLE001
                 result["whole"] = f"{type(err).__name__}: {err}"
-        print(json.dumps({k: v for k, v in result.items() if k != "stderr_tail"}), flush=True)
+        print(json.dumps({k: v for k, v in result.items() if k not in ("stderr_tail", "rss_samples")}), flush=True)
         save()
     results["seconds"] = time.monotonic() - t0
     save()

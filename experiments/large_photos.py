@@ -10,7 +10,7 @@ landscape, each cropped to 320x480, placed row by row and cycled), cut to the LR
    and all buffers), its wall time is measured around it, and its tile time is the time the command prints.
 2. Identity, on a crop where whole-image inference fits this machine's memory (the full photo does not: the
    predicted whole-image peak is printed): the top-left crop of the LR photo is upscaled (a) whole, in this
-   process, under the same native CPU kernels (`memsr_bench.tiling.native_cpu_kernels`), and (b) by the same
+   process, under the same native CPU kernels (`memsr_bench.tiling.size_independent_kernels`), and (b) by the same
    command with --max-memory 1GiB (tiled, streamed). (a) and (b) must be equal; and the full photo's output
    must equal (a) wherever an output pixel's receptive field lies inside the crop (rows and columns more
    than the receptive radius from the crop's bottom and right edges; the top and left borders are shared).
@@ -48,9 +48,9 @@ from memsr_bench.measure.receptive_field import receptive_field  # noqa: E402
 from memsr_bench.model import load_model  # noqa: E402
 from memsr_bench.tiling import (  # noqa: E402
     RUNTIME_ALLOWANCE_BYTES,
-    native_cpu_kernels,
     peak_with_conv_workspace,
     plan_tiling,
+    size_independent_kernels,
 )
 from memsr_bench.units import parse_bytes  # noqa: E402
 
@@ -152,7 +152,7 @@ def whole_image_reference(lr_path: Path, out_path: Path, model: str, scale: int,
 def reference_child(lr_path: str, out_path: str, model: str, scale: str, weights: str) -> None:
     loaded = load_model(model, int(scale), weights=weights)
     lr = read_image_rgb(Path(lr_path))
-    with native_cpu_kernels():
+    with size_independent_kernels():
         sr = zoo.upscaler(loaded.module)(lr)
     np.save(out_path, sr)
 
@@ -178,7 +178,7 @@ def bare_child(lr_path: str, model: str, scale: str, weights: str, kernels: str)
     loaded = load_model(model, int(scale), weights=weights)
     lr = read_image_rgb(Path(lr_path))
     run = zoo.upscaler(loaded.module)
-    with native_cpu_kernels(kernels == "native"):
+    with size_independent_kernels(kernels == "native"):
         run(lr[:64, :64])  # warm-up
         start, cpu_start = time.perf_counter(), time.process_time()
         run(lr)
@@ -246,7 +246,7 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
     write_image_rgb(crop_lr_path, crop_lr)
     tiled_crop = run_upscale(crop_lr_path, crop_sr_path, model, scale, args.weights)
     run = zoo.upscaler(loaded.module)
-    with native_cpu_kernels():
+    with size_independent_kernels():
         run(crop_lr[:64, :64])  # warm-up
         start, cpu_start = time.perf_counter(), time.process_time()
         reference = run(crop_lr)
@@ -422,8 +422,9 @@ def write_report(out: Path, results: dict) -> None:
         "* Memory: each row gives the plan's total (runtime allowance, uint8 input, the rows one step finishes and "
         "the PNG writer, the predicted peak of one step +5 %) and the measured peak RSS of the whole process.",
         "* Throughput baselines, all whole-image inference of a crop of the same photo where it fits: (1, in bold) "
-        "the fastest bit-identical one, the bare model pass (`zoo.upscaler` under `native_cpu_kernels`) in a plain "
-        "child process, glibc's default allocator, with and without PyTorch's huge pages (`THP_MEM_ALLOC_ENABLE`); "
+        "the fastest bit-identical one, the bare model pass (`zoo.upscaler` under `size_independent_kernels`) in "
+        "a plain child process, glibc's default allocator, with and without PyTorch's huge pages "
+        "(`THP_MEM_ALLOC_ENABLE`); "
         "(2) the same command on the crop, which it upscales whole (one band): the same process settings, planning "
         "and PNG writing; (3) the bare pass in this script's process. oneDNN passes (PyTorch's default CPU "
         "convolutions, whose sums depend on the image size, so not bit-identical) are listed in the details for "

@@ -12,7 +12,7 @@ with an LR tile (core) of 48 px are compared with whole-image inference (the ref
   the last one flush with the image; float outputs summed into E, a map of ones into W, ``E / W``, then
   clamped and rounded to uint8 as the whole-image path does.
 
-Every method and the reference run under :func:`memsr_bench.tiling.native_cpu_kernels` (oneDNN off), so
+Every method and the reference run under :func:`memsr_bench.tiling.size_independent_kernels` (oneDNN off), so
 kernel blocking does not differ between them. Run: ``python experiments/tiling_compare.py --data
 ../shared/datasets/Set14 --weights ../shared/weights --out reports/tiling``.
 """
@@ -42,7 +42,7 @@ from memsr_bench.measure.memory_model import predict_peak_memory  # noqa: E402
 from memsr_bench.measure.receptive_field import receptive_field  # noqa: E402
 from memsr_bench.metrics import psnr  # noqa: E402
 from memsr_bench.model import load_model  # noqa: E402
-from memsr_bench.tiling import native_cpu_kernels, tile_budget, upscale_image  # noqa: E402
+from memsr_bench.tiling import size_independent_kernels, tile_budget, upscale_image  # noqa: E402
 from zoo.registry import get_spec  # noqa: E402
 from zoo.upscaler import ModelUpscaler  # noqa: E402
 
@@ -140,7 +140,7 @@ def main() -> None:  # noqa: PLR0915
         }
         ref_sec = 0.0
         plan_desc = ""
-        with native_cpu_kernels(True), torch.inference_mode():
+        with size_independent_kernels(True), torch.inference_mode():
             for _img_name, lr in images:
                 t0 = time.perf_counter()
                 ref = run(lr)
@@ -186,7 +186,7 @@ def main() -> None:  # noqa: PLR0915
                 st.update(tiles=(TILE + 2 * REALESRGAN_PAD,) * 2, psnr_min=math.nan, n=1, sq=math.nan, px=1)
             shape = (1, channels, *st["tiles"])
             pred = predict_peak_memory(loaded.module, shape).peak_bytes
-            with native_cpu_kernels(True):
+            with size_independent_kernels(True):
                 meas = measure_peak_memory(loaded.module, torch.rand(shape) * loaded.entry.spec.input_range).peak_bytes
             mse = st["sq"] / st["n"]
             rows.append(
@@ -250,7 +250,7 @@ def write_outputs(out_dir: Path, rows: list[dict], n_images: int, lr_source: str
         "",
         f"* Images: {n_images} Set14 images, x4 LR ({lr_source}); largest LR {largest_lr[0]}x{largest_lr[1]}.",
         "* Reference: whole-image inference through `zoo.upscaler` semantics (`ModelUpscaler`, uint8 out).",
-        "* All methods and the reference run under `memsr_bench.tiling.native_cpu_kernels`: PyTorch's native CPU"
+        "* All methods and the reference run under `memsr_bench.tiling.size_independent_kernels`: PyTorch's native CPU"
         " convolutions (oneDNN off) and sigmoid/SiLU/GELU evaluated on ATen's vectorised path for every element,"
         " so differences come from the tiling, not from kernel blocking or from where an element lies in its"
         " tensor (see the notes).",
@@ -342,7 +342,7 @@ def write_outputs(out_dir: Path, rows: list[dict], n_images: int, lr_source: str
         " bit for about 4 % of inputs, and which elements fall in a remainder depends on the tensor's size and on"
         " the split among threads, so a tile and the whole image computed some halo features one bit apart, enough"
         " to flip the rounding of a few output pixels. Not the receptive radius (the perturbation test holds) and"
-        " not the convolutions. Fixed in `native_cpu_kernels`: these activations run over pieces of exactly 32768"
+        " not the convolutions. Fixed in `size_independent_kernels`: these activations run over pieces of exactly 32768"
         " elements (ATen's grain size: one thread, no remainder) with the last piece zero-padded to a multiple of"
         " 64, so every element takes the vectorised path in tiles and whole image alike (tested in"
         " `tests/test_tiled_upscale.py`).",

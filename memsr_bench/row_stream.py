@@ -15,7 +15,7 @@ convolution over rows ``[a, b)`` reads the input rows its outputs see, with expl
 border (what the kernel writes into its columns for implicit padding) and vertical padding 0; pointwise
 ops (in place, as the models' own activations, when no other op reads their operand), channel
 concatenations and splits, and pixel shuffle act row by row. Under
-:func:`memsr_bench.tiling.native_cpu_kernels` (per-pixel arithmetic independent of the tensor size, as for
+:func:`memsr_bench.tiling.size_independent_kernels` (per-pixel arithmetic independent of the tensor size, as for
 tiles) the output is bit-identical to whole-image inference.
 
 Supported graphs: ``aten.convolution`` with stride 1, not transposed, and vertical padding that keeps the
@@ -303,7 +303,7 @@ def trace_rows(module: nn.Module, channels: int, scale: int) -> RowProgram | str
 
     example = torch.zeros(1, channels, 12, 12, device=module_device(module))
     try:
-        # without the dispatch modes active around the call (e.g. native_cpu_kernels'): the graph of the model itself
+        # without the dispatch modes active around the call (size_independent_kernels'): the graph of the model itself
         with _disable_current_modes(), torch.inference_mode():
             graph = make_fx(functionalize(module, remove="mutations_and_views"))(example)
     except Exception as err:  # noqa: BLE001 - any failure to trace means: not streamable

@@ -51,7 +51,8 @@ oneDNN (mkldnn) convolutions do depend on it (their blocking changes the float s
 0..255, which flips the uint8 rounding of a few pixels), so by default (``native_kernels=True``) tiles
 run with ``torch.backends.mkldnn.flags(enabled=False)``: PyTorch's native CPU kernels, whose results
 the tests show to be size-independent; whole-image inference under the same flag is the reference.
-CUDA kernels (cuDNN) are not covered by that check.
+On CUDA, cuDNN's TF32 sums depend on the size; in FP32 they did not in our measurements
+(:func:`size_independent_kernels`, which sets both).
 For Y-only models the bicubic chroma (4-tap kernel) is computed per tile with a halo of at least
 ``_BICUBIC_HALO`` LR pixels. Other models (not local, or size-dependent) are tiled with overlapping
 tiles and a halo of at least ``APPROX_HALO`` LR pixels (best approximation); the plan says so, and when
@@ -60,6 +61,7 @@ the whole image fits the budget the deviation from whole-image inference is meas
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import heapq
 import math
@@ -87,7 +89,7 @@ __all__ = [
     "MIN_TILE",
     "RUNTIME_ALLOWANCE_BYTES",
     "TilingPlan",
-    "native_cpu_kernels",
+    "size_independent_kernels",
     "peak_with_conv_workspace",
     "plan_tiling",
     "configure_allocator",
@@ -400,7 +402,7 @@ def plan_tiling(
     if method != "tiles":
         program = row_program(loaded, rf)
         if isinstance(program, RowProgram):
-            with native_cpu_kernels(native_kernels):
+            with size_independent_kernels(native_kernels):
                 plan = _plan_rows(loaded, program, (height, width), max_memory_bytes, rf, stream)
             if plan is not None or method == "rows":
                 if plan is None:
@@ -766,7 +768,7 @@ def upscale_image(
     """
     _check_image(lr_uint8)
     configure_allocator()
-    with native_cpu_kernels(native_kernels):
+    with size_independent_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
         plan = plan_tiling(
             loaded_model, lr_uint8.shape[:2], max_memory_bytes, rf, method=method, native_kernels=native_kernels
@@ -818,7 +820,7 @@ def upscale_to_png(
 
     _check_image(lr_uint8)
     configure_allocator()
-    with native_cpu_kernels(native_kernels):
+    with size_independent_kernels(native_kernels):
         start, cpu_start = time.perf_counter(), time.process_time()
         plan = plan_tiling(
             loaded_model,
@@ -1076,7 +1078,7 @@ def _conv2d_chunks(func, args, shape: tuple[int, int], out: torch.Tensor | None 
 
 def _conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
     """The row streamer's convolution (:data:`~memsr_bench.row_stream.ConvInto`): under
-    :func:`native_cpu_kernels`, a large CPU one in chunks written straight into the layer's rows ``out`` (in
+    :func:`size_independent_kernels`, a large CPU one in chunks written straight into the layer's rows ``out`` (in
     a predicted pass on fake tensors: one chunk, for its memory); others through
     :func:`~memsr_bench.row_stream.conv2d_into`."""
     args = (x, conv.weight, conv.bias, [1, 1], list(conv.padding), list(conv.dilation), conv.groups)
@@ -1147,12 +1149,17 @@ class _PositionIndependentActivations(TorchDispatchMode):
         return out
 
 
-def native_cpu_kernels(enabled: bool = True):
-    """A context where CPU inference is size-independent per pixel, if ``enabled``: convolutions use PyTorch's
-    native kernels (oneDNN off), over chunks of output rows when their column buffer is large
-    (:class:`_RowChunkedConvolution`), and sigmoid-like activations take the vectorised path for every element
-    (:class:`_PositionIndependentActivations`)."""
-    import contextlib
+def size_independent_kernels(enabled: bool = True):
+    """A context where inference is size-independent per pixel, if ``enabled``.
+
+    * CPU: convolutions use PyTorch's native kernels (oneDNN off), over chunks of output rows when their column
+      buffer is large (:class:`_RowChunkedConvolution`), and sigmoid-like activations take the vectorised path
+      for every element (:class:`_PositionIndependentActivations`).
+    * CUDA: cuDNN convolutions in FP32 (no TF32) and not autotuned. Measured on an H200
+      (``experiments/cuda_upscale.py``, reports/tiling/cuda_upscale.md): rows and tiles of FMEN-S and CARN-M are
+      then bit-identical to whole-image inference under the same setting, while with TF32 (PyTorch's default for
+      cuDNN) up to 7.6 % of their pixels differ by one level. Transposed convolutions (FSRCNN) still differ by
+      one level in a few pixels per million."""
     import warnings
 
     if not enabled:
@@ -1161,9 +1168,22 @@ def native_cpu_kernels(enabled: bool = True):
     with warnings.catch_warnings():  # torch warns about TF32 on Intel GPUs when the flags are set
         warnings.simplefilter("ignore", UserWarning)
         stack.enter_context(torch.backends.mkldnn.flags(enabled=False))
+    stack.enter_context(_fp32_cudnn())
     stack.enter_context(_PositionIndependentActivations())
     stack.enter_context(_RowChunkedConvolution())
     return stack
+
+
+@contextlib.contextmanager
+def _fp32_cudnn() -> Iterator[None]:
+    """cuDNN without TF32 and without autotuning (each algorithm choice then depends on the shape alone)."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.allow_tf32, cudnn.benchmark
+    cudnn.allow_tf32, cudnn.benchmark = False, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, cudnn.benchmark = saved
 
 
 def _whole_fits(loaded, plan: TilingPlan) -> bool:

@@ -13,7 +13,7 @@ from memsr_bench.data.image_io import read_image_rgb, write_image_rgb
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.model import load_model
 from memsr_bench.row_stream import RowProgram, trace_rows
-from memsr_bench.tiling import native_cpu_kernels, plan_tiling, upscale_image, upscale_to_png
+from memsr_bench.tiling import plan_tiling, size_independent_kernels, upscale_image, upscale_to_png
 from zoo.upscaler import upscaler
 
 SMALL_EDSR = {"n_resblocks": 2, "n_feats": 16}
@@ -56,7 +56,7 @@ def test_rows_bit_identical_to_the_whole_image_for_any_band_height(name, scale, 
     program = trace_rows(loaded.module, 3, scale)
     assert isinstance(program, RowProgram), program
     x = torch.rand(1, 3, 47, 13, generator=torch.Generator().manual_seed(scale))
-    with native_cpu_kernels(), torch.inference_mode():
+    with size_independent_kernels(), torch.inference_mode():
         whole = loaded.module(x)
         for rows in (1, 5, 13, 47):
             bands = (x[:, :, i : i + rows] for i in range(0, 47, rows))
@@ -112,7 +112,7 @@ def test_upscale_by_rows_equals_whole_image_and_stays_in_the_predicted_budget(tm
     budget = one_band.total_bytes - 1  # the whole image as one band no longer fits: several bands
     sr, plan = upscale_image(loaded, lr, budget)
     assert plan.method == "rows" and plan.n_tiles >= 2 and plan.exact and plan.total_bytes <= budget, plan
-    with native_cpu_kernels():
+    with size_independent_kernels():
         whole = upscaler(loaded.module)(lr)
     assert np.array_equal(sr, whole)
     streamed = upscale_to_png(loaded, lr, tmp_path / "sr.png", budget, method="rows")
@@ -126,7 +126,7 @@ def test_rows_with_chunked_convolutions_written_into_the_line_buffers(monkeypatc
 
     loaded = _model("carn-m", 2)  # grouped convolutions too
     lr = np.random.default_rng(6).integers(0, 256, (41, 27, 3), dtype=np.uint8)
-    with native_cpu_kernels():
+    with size_independent_kernels():
         whole = upscaler(loaded.module)(lr)
     calls = []
     chunks = tiling._conv2d_chunks
@@ -150,7 +150,7 @@ def test_the_predicted_row_pass_peak_is_the_measured_one():
     row_pass = _RowPass(program, 53, loaded.entry.spec.input_range, torch.device("cpu"))
     band = torch.rand(1, 3, 8, 31)
     predicted = predict_peak_memory(row_pass, tuple(band.shape)).peak_bytes
-    with native_cpu_kernels(False):
+    with size_independent_kernels(False):
         measured = measure_peak_memory(row_pass, band).peak_bytes
     assert measured == predicted
 

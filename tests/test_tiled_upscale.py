@@ -11,7 +11,7 @@ from memsr_bench.data.image_io import read_image_rgb, write_image_rgb
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.receptive_field import receptive_field
 from memsr_bench.model import load_model
-from memsr_bench.tiling import native_cpu_kernels, plan_tiling, tile_budget, upscale_image
+from memsr_bench.tiling import plan_tiling, size_independent_kernels, tile_budget, upscale_image
 from zoo.upscaler import upscaler
 
 SMALL_EDSR = {"n_resblocks": 2, "n_feats": 16}
@@ -49,7 +49,7 @@ def test_tiles_bit_identical_to_whole_image(name, scale, config, size):
     rf = receptive_field(loaded.module, scale, channels=channels)
     assert rf.local and not rf.size_dependent, rf
     lr = np.random.default_rng(scale * 1000 + size[0]).integers(0, 256, (*size, 3), dtype=np.uint8)
-    with native_cpu_kernels():  # the reference: whole-image inference with the kernels the tiles use
+    with size_independent_kernels():  # the reference: whole-image inference with the kernels the tiles use
         whole = upscaler(loaded.module)(lr)
         computes = []
         for core in (16, 24) if rf.radius < 16 else (16,):  # large halos: one budget (time)
@@ -68,7 +68,7 @@ def test_whole_image_when_the_budget_allows():
     loaded = _model("edsr-baseline", 2, SMALL_EDSR)
     lr = np.random.default_rng(0).integers(0, 256, (21, 19, 3), dtype=np.uint8)
     sr, plan = upscale_image(loaded, lr, 2**30, "cpu", method="tiles")
-    with native_cpu_kernels():
+    with size_independent_kernels():
         assert plan.n_tiles == 1 and plan.exact and np.array_equal(sr, upscaler(loaded.module)(lr))
 
 
@@ -98,7 +98,7 @@ def test_cli_folder_matches_python(tmp_path, capsys):
     assert "a.png" in out and "b.png" in out and "exact" in out
     for stem, image in images.items():
         assert plan_tiling(loaded, image.shape[:2], budget, stream=True, method="tiles").n_tiles > 1
-        with native_cpu_kernels():
+        with size_independent_kernels():
             expected = upscaler(loaded.module)(image)  # whole-image inference
         assert np.array_equal(read_image_rgb(dst / f"{stem}.png"), expected)
 
@@ -174,7 +174,7 @@ def test_streamed_png_bit_identical_to_whole_image(tmp_path, name, scale, config
     budget = tile_budget(loaded, size, 16, stream=True)
     plan = upscale_to_png(loaded, lr, tmp_path / "sr.png", budget, method="tiles")
     assert plan.stream and plan.exact and plan.n_tiles >= 2 and plan.total_bytes <= budget
-    with native_cpu_kernels():
+    with size_independent_kernels():
         whole = upscaler(loaded.module)(lr)
     assert np.array_equal(read_image_rgb(tmp_path / "sr.png"), whole)
 
@@ -204,11 +204,11 @@ def test_tile_cost_counts_the_native_conv_workspace():
 @pytest.mark.parametrize("op", ["sigmoid", "silu", "gelu", "sigmoid_"])
 def test_activations_do_not_depend_on_the_tensor_size(op):
     # ATen's scalar remainder loop differs from its vectorised loop in the last bit (the cause of SPAN's
-    # off-by-one pixels in tiles); under native_cpu_kernels every element takes the vectorised path
+    # off-by-one pixels in tiles); under size_independent_kernels every element takes the vectorised path
     functions = {"sigmoid": torch.sigmoid, "silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu}
     f = functions.get(op) or (lambda t: torch.sigmoid_(t.clone()))
     x = torch.randn(1, 20, 301, 207, generator=torch.Generator().manual_seed(0)) * 4
-    with native_cpu_kernels(), torch.inference_mode():
+    with size_independent_kernels(), torch.inference_mode():
         whole = f(x)
         for y0, y1, x0, x1 in ((13, 200, 5, 170), (0, 1, 0, 7), (150, 301, 100, 207)):
             assert torch.equal(f(x[:, :, y0:y1, x0:x1].contiguous()), whole[:, :, y0:y1, x0:x1])
@@ -222,10 +222,10 @@ def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel
     conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups)
     x = torch.randn(1, cin, 37, 23, generator=torch.Generator().manual_seed(cin))
     with torch.inference_mode():
-        with native_cpu_kernels():
+        with size_independent_kernels():
             whole = conv(x)  # one call: its column buffer is far below the chunk size
         monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", chunk_bytes)
-        with native_cpu_kernels():
+        with size_independent_kernels():
             chunked = conv(x)
     rows, cols = tiling._conv_chunk_shape((x, conv.weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups))
     assert (rows == 1 and cols < 23) if chunk_bytes == 600 else (1 < rows < 37 and cols == 23)
@@ -242,7 +242,7 @@ def test_tiles_with_chunked_convolutions_bit_identical(monkeypatch):
     loaded = _model("edsr-baseline", 2, SMALL_EDSR)
     lr = np.random.default_rng(3).integers(0, 256, (45, 37, 3), dtype=np.uint8)
     monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 128 * 1024)  # chunked in the tiles and in the whole image
-    with native_cpu_kernels():
+    with size_independent_kernels():
         whole = upscaler(loaded.module)(lr)
     sr, plan = upscale_image(loaded, lr, tile_budget(loaded, lr.shape[:2], 16), "cpu", method="tiles")
     assert plan.n_tiles >= 2 and np.array_equal(sr, whole)
