@@ -177,6 +177,7 @@ def run_command(argv: list[str], cudnn: dict, env: dict[str, str], work: Path) -
         sampler.join()
     result: dict = {"wall_seconds": time.perf_counter() - start, "peak_rss_bytes": usage.ru_maxrss * 1024,
                     "cpu_seconds": usage.ru_utime + usage.ru_stime, "returncode": proc.returncode,
+                    "rss_sampled_max_bytes": max((b for _, b in samples), default=None),
                     "rss_samples": samples[:: max(1, len(samples) // 60)],
                     "stderr_tail": log_err.read_text()[-2000:]}  # fmt: skip
     lines = log_out.read_text().strip().splitlines()
@@ -269,8 +270,8 @@ def main() -> None:
     ap.add_argument("--parts", default="exactness,rss,photos", help="comma-separated: exactness, rss, photos")
     ap.add_argument("--report", help="render reports/tiling/cuda_upscale.md from this cuda_upscale.json")
     args = ap.parse_args()
-    if args.report:
-        write_report(json.loads(Path(args.report).read_text()), ROOT / "reports" / "tiling" / "cuda_upscale.md")
+    if args.report:  # {"runs": [cuda_upscale.json, ...]}
+        write_report(json.loads(Path(args.report).read_text())["runs"], ROOT / "reports" / "tiling" / "cuda_upscale.md")
         return
     t0 = time.monotonic()
     out = Path(args.out)
@@ -317,8 +318,113 @@ def main() -> None:
     save()
 
 
-def write_report(results: dict, path: Path) -> None:
-    raise NotImplementedError  # written once the measured JSON is back
+MIB = 2**20
+# Written under "Notes" of the report: what the tables do not show
+NOTES = [
+    "Run 1 (eb2dccf) timed the photos under PyTorch's default cuDNN setting (TF32): the command did not yet set "
+    "FP32 on CUDA, and FMEN-S's photo then differed from whole-image inference by one level in 2.9 % of its "
+    "pixels. Run 2 (1cde406) is the command as it is now: size_independent_kernels sets cuDNN to FP32 without "
+    "autotuning, and the 192-megapixel photo is identical to whole-image inference under the same setting.",
+    "Peak RSS on CUDA is above the 1 GiB budget. The budget's runtime allowance (337 MiB) was measured on CPU; "
+    "on this machine the process held about 430 MiB after importing torch and 1.0-1.2 GiB once CUDA, cuDNN and "
+    "cuBLAS were loaded (the sampled RSS of run 2). The tensors on the GPU stayed within the plan "
+    "(torch.cuda.max_memory_allocated, 354-561 MiB), but the caching allocator reserved 1.3-2.0 GiB.",
+    "CARN-M's 96-megapixel photo: ru_maxrss 16.3 GiB in run 1 and 7.0 GiB in run 2, while RSS sampled every "
+    "0.25 s (every 4th sample kept) stayed at or below 1.17 GiB. The spike is transient and its cause is not "
+    "established: it did not appear on the 512x6000 strip (64 bands) under any variant, nor in FMEN-S's photo (47 "
+    "bands). The device time of this session ran out before it could be traced.",
+    "The command's time on CUDA is dominated by the PNG (zlib level 6 on one CPU core: 55.5 s of 67.6 s for FMEN-S) "
+    "and by planning (6.4 s, fake-tensor passes on the CPU). The network passes took about 5.7 s against 3.5 s "
+    "for whole-image inference of the whole photo on the GPU (9.1 GiB allocated).",
+]
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.4f} %"
+
+
+def write_report(runs: list[dict], path: Path) -> None:
+    lines = ["# `memsr-bench upscale` on CUDA", ""]
+    lines += [f"Measured by `experiments/cuda_upscale.py`; data: [{path.stem}_h200.json]({path.stem}_h200.json).", ""]
+    for i, run in enumerate(runs, 1):
+        lines.append(f"- run {i}: {run['device']}, torch {run['torch']}, CUDA {run['cuda']}, cuDNN {run['cudnn']}, "
+                     f"{run['cpu_count']} CPU cores, commit {run['git_commit']}, {run['seconds']:.0f} s")  # fmt: skip
+    exact = [r for run in runs for r in run.get("exactness", [])]
+    if exact:
+        settings = list(dict.fromkeys(r["setting"] for r in exact))
+        lines += ["", "## Rows and tiles against whole-image inference on the GPU", "",
+                  f"`upscale_image(..., 'cuda', method=...)` at the budget where the planner picks {TILE} px tiles "
+                  "(`tile_budget`), against `zoo.upscaler(model, 'cuda')` on the whole image, both under the setting "
+                  "of the column (`torch.backends.cudnn` flags; cuBLAS TF32 off, PyTorch's default). Cells: max "
+                  "|diff| of the uint8 output / share of pixels that differ. Set14 LR (MATLAB bicubic).", "",
+                  "| model | x | image (LR) | method | bands or tiles | " + " | ".join(settings) + " |",
+                  "|---|---:|---|---|---:|" + "---|" * len(settings)]  # fmt: skip
+        keys = list(dict.fromkeys((r["model"], r["scale"], r["image"], r["method"]) for r in exact))
+        for key in keys:
+            cells = {r["setting"]: r for r in exact if (r["model"], r["scale"], r["image"], r["method"]) == key}
+            first = next(iter(cells.values()))
+            image = f"{first['image']} ({first['lr_size'][0]}x{first['lr_size'][1]})"
+            row = [first["model"], str(first["scale"]), image, first["method"], str(first.get("pieces", "-"))]
+            for setting in settings:
+                c = cells.get(setting)
+                diff = "-" if c is None else f"{c.get('max_abs_diff')} / {_pct(c.get('differing_pixels'))}"
+                row.append(c["error"] if c is not None and "error" in c else diff)
+            lines.append("| " + " | ".join(row) + " |")
+    photos = [(i, p) for i, run in enumerate(runs, 1) for p in run.get("photos", [])]
+    if photos:
+        lines += ["", f"## Large photos: `memsr-bench upscale --device cuda --max-memory {BUDGET}`", "",
+                  "The photos of `experiments/large_photos.py` (BSD100 mosaics). The command runs in a child process; "
+                  "peak RSS is its `ru_maxrss`, 'sampled' the largest RSS read from /proc (every 0.25 s; run 2 "
+                  "kept every 4th sample, run 1 none); GPU: "
+                  "`torch.cuda.max_memory_allocated` / `max_memory_reserved`. Whole: whole-image inference of the "
+                  "full photo on the GPU under the same setting, timed after a warm-up.", "",
+                  "| run | photo | cuDNN setting | bands | command [s] | planning [s] | PNG [s] | passes [s] | "
+                  "whole-image [s] | GPU allocated / reserved [MiB] | peak RSS [MiB] | RSS sampled [MiB] | "
+                  "identical to whole |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+        for i, p in photos:
+            bands = re.search(r"in (\d+) band", p.get("line", ""))
+            passes = p["upscale_seconds"] - p["planning_seconds"] - p["png_seconds"] if "upscale_seconds" in p else None
+            sampled = p.get("rss_sampled_max_bytes") or max((b for _, b in p.get("rss_samples", [])), default=None)
+            if "whole_max_abs_diff" in p:
+                same = (
+                    "yes"
+                    if p["whole_max_abs_diff"] == 0
+                    else "no: max {}, {}".format(p["whole_max_abs_diff"], _pct(p["whole_differing_pixels"]))
+                )
+            else:
+                same = p.get("whole", "-")
+            cells = [
+                str(i),
+                f"{p['case']} ({p['lr_size'][0]}x{p['lr_size'][1]} LR)",
+                p["setting"],
+                bands.group(1) if bands else "-",
+                f"{p['wall_seconds']:.1f}",
+                str(p.get("planning_seconds", "-")),
+                str(p.get("png_seconds", "-")),
+                "-" if passes is None else f"{passes:.1f}",
+                f"{p['whole_seconds']:.2f}" if "whole_seconds" in p else "-",
+                f"{p['cuda_max_allocated'] / MIB:,.0f} / {p['cuda_max_reserved'] / MIB:,.0f}",
+                f"{p['peak_rss_bytes'] / MIB:,.0f}",
+                "-" if sampled is None else f"{sampled / MIB:,.0f}",
+                same,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    rss = [(i, run["rss"]) for i, run in enumerate(runs, 1) if run.get("rss")]
+    for i, found in rss:
+        h, w = found["lr_size"]
+        lines += ["", f"## Peak RSS under variants of the environment (run {i})", "",
+                  f"{found['model']} x{found['scale']} on a {h}x{w} LR strip of the same mosaic, the command as it "
+                  "is with one change each.", "",
+                  "| variant | peak RSS [MiB] | GPU allocated / reserved [MiB] | command [s] |",
+                  "|---|---:|---:|---:|"]  # fmt: skip
+        for name, v in found["variants"].items():
+            lines.append(f"| {name} | {v['peak_rss_bytes'] / MIB:,.0f} | {v['cuda_max_allocated'] / MIB:,.0f} / "
+                         f"{v['cuda_max_reserved'] / MIB:,.0f} | {v['wall_seconds']:.1f} |")  # fmt: skip
+        missing = [name for name in RSS_VARIANTS if name not in found["variants"]]
+        if missing:
+            lines.append(f"\nNot run (the script's time budget): {', '.join(missing)}.")
+    lines += ["", "## Notes", "", *(f"* {note}" for note in NOTES), ""]
+    path.write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
