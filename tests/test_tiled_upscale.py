@@ -246,3 +246,33 @@ def test_tiles_with_chunked_convolutions_bit_identical(monkeypatch):
         whole = upscaler(loaded.module)(lr)
     sr, plan = upscale_image(loaded, lr, tile_budget(loaded, lr.shape[:2], 16), "cpu", method="tiles")
     assert plan.n_tiles >= 2 and np.array_equal(sr, whole)
+
+
+def test_size_independent_kernels_set_fp32_cudnn_and_restore_it():
+    cudnn = torch.backends.cudnn
+    saved = cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled
+    try:
+        cudnn.allow_tf32, cudnn.benchmark = True, True
+        with size_independent_kernels():
+            assert (cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled) == (False, False, saved[2])
+            assert not torch.backends.mkldnn.enabled
+        assert (cudnn.allow_tf32, cudnn.benchmark) == (True, True)
+        with size_independent_kernels(False):
+            assert cudnn.allow_tf32
+    finally:
+        cudnn.allow_tf32, cudnn.benchmark, cudnn.enabled = saved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (checked on an H200: reports/tiling)")
+@pytest.mark.parametrize("method", ["rows", "tiles"])
+def test_cuda_rows_and_tiles_bit_identical_to_whole_image(method):
+    # twice with the same model: the second plan runs with the model already on the GPU
+    loaded = _model("carn-m", 2, {})
+    rf = receptive_field(loaded.module, 2, channels=3)
+    for size in ((301, 45), (163, 91)):
+        lr = np.random.default_rng(size[0]).integers(0, 256, (*size, 3), dtype=np.uint8)
+        budget = tile_budget(loaded, size, 16, rf)
+        sr, plan = upscale_image(loaded, lr, budget, "cuda", rf=rf, method=method)
+        with size_independent_kernels():
+            whole = upscaler(loaded.module, "cuda")(lr)
+        assert plan.n_tiles >= 2 and np.array_equal(sr, whole), (plan, int(np.abs(sr.astype(int) - whole).max()))
