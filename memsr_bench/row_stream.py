@@ -245,9 +245,13 @@ class RowProgram:
         two pieces of the input from a joined copy of those rows, each run between them from one piece."""
         (j,) = step.inputs
         above, below = step.pad
-        dirty: list[list[int]] = []  # output rows whose input rows (r - above .. r + below) straddle a cut
-        for cut in cuts(j, start - above, stop + below):
-            a, b = max(start, cut - below), min(stop, cut + above)
+        # output rows whose input rows (r - above .. r + below) straddle a cut or cross the image border: computed
+        # from a small joined (or zero-padded) copy, so that the other rows are never copied
+        near: list[tuple[int, int]] = [(cut - below, cut + above) for cut in cuts(j, start - above, stop + below)]
+        near += [(0, above), (heights[j] - below, heights[j])]
+        dirty: list[list[int]] = []
+        for lo, hi in sorted(near):
+            a, b = max(start, lo), min(stop, hi)
             if a >= b:
                 continue
             if dirty and a <= dirty[-1][1]:

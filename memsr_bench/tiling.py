@@ -78,6 +78,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
 
+from memsr_bench.data.image_io import PNG_LEVEL, PngStreamWriter
 from memsr_bench.errors import MemsrInputError
 from memsr_bench.measure.fake_pass import module_device
 from memsr_bench.measure.receptive_field import ReceptiveField, receptive_field
@@ -304,8 +305,6 @@ def _largest_padded(length: int, core: int, halo: int) -> int:
 
 def _png_writer_bytes(width_hr: int) -> int:
     """The streaming PNG writer's temporaries: a filtered pass of rows, its compressed output, zlib's state."""
-    from memsr_bench.data.image_io import PngStreamWriter
-
     return 2 * PngStreamWriter._ROWS_PER_PASS * (3 * width_hr + 1) + 4 * 2**20
 
 
@@ -805,7 +804,7 @@ def upscale_to_png(
     progress: bool = False,
     compare: bool = True,
     native_kernels: bool = True,
-    compress_level: int = 6,
+    compress_level: int = PNG_LEVEL,
     method: str = "auto",
 ) -> TilingPlan:
     """Upscale ``lr_uint8`` like :func:`upscale_image` and write the 8-bit RGB PNG ``path`` row band by row
@@ -816,8 +815,6 @@ def upscale_to_png(
     deviation from whole-image inference is measured (band by band) only when the whole image and its
     output fit the budget. A failure leaves no partial file. Returns the plan (``seconds`` included).
     """
-    from memsr_bench.data.image_io import PngStreamWriter
-
     _check_image(lr_uint8)
     configure_allocator()
     with size_independent_kernels(native_kernels):

@@ -129,20 +129,39 @@ def test_cli_one_line_errors(tmp_path, capsys):
 # --- streaming output (upscale_to_png, PngStreamWriter) and the tile cost -------------------------------------
 
 
+@pytest.mark.parametrize("level", [0, 2, 6])  # stored, ISA-L, zlib
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (131, 5)])
-def test_png_stream_writer_round_trips(tmp_path, size):
+def test_png_stream_writer_round_trips(tmp_path, size, level):
     from PIL import Image
 
     from memsr_bench.data.image_io import PngStreamWriter
 
     image = np.random.default_rng(size[0]).integers(0, 256, (*size, 3), dtype=np.uint8)
+    image[:, : size[1] // 2] = image[:1, : size[1] // 2]  # some repetition to compress
     path = tmp_path / "x.png"
-    with PngStreamWriter(path, *size, chunk_bytes=256) as writer:  # small chunks: several IDATs
+    with PngStreamWriter(path, *size, compress_level=level, chunk_bytes=256) as writer:  # several IDATs
         for start, rows in ((0, 1), (1, 70), (71, 200)):  # bands of uneven heights, past the filter pass
             writer.write_rows(image[start : start + rows])
     with Image.open(path) as decoded:
         assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image)
     assert np.array_equal(read_image_rgb(path), image)  # also passes the CRC and IDAT-length checks
+
+
+def test_png_compressor_levels():
+    import zlib
+
+    from memsr_bench.data.image_io import png_compressor
+
+    data = np.random.default_rng(0).integers(0, 8, 1 << 16, dtype=np.uint8).tobytes()
+    sizes = {}
+    for level in range(10):
+        compressor = png_compressor(level)
+        packed = compressor.compress(data) + compressor.flush()
+        assert zlib.decompress(packed) == data  # a zlib stream, as PNG's IDAT needs
+        sizes[level] = len(packed)
+    assert sizes[0] > len(data) > sizes[1] and sizes[9] < sizes[2]  # 0 is stored
+    with pytest.raises(ValueError, match="0-9"):
+        png_compressor(10)
 
 
 def test_png_stream_writer_refuses_and_leaves_no_partial_file(tmp_path):

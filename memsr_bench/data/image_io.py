@@ -400,11 +400,31 @@ def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
     return image[: height - height % scale, : width - width % scale]
 
 
+PNG_LEVEL = 2  # the default of png_compressor: ISA-L level 2
+
+
+def png_compressor(level: int = PNG_LEVEL):
+    """A zlib-format compressor (``compress``/``flush``) for PNG image data at ``level`` 0-9.
+
+    0: stored, no compression. 1-3: ISA-L's igzip (``isal``) at its levels 1-3. 4-9: zlib at that level.
+    Measured on 37 MB of a CARN-M SR photo filtered as :class:`PngStreamWriter` does (2 cores): ISA-L level 2
+    compressed at 191 MB/s to 0.557 of the size, zlib level 6 at 13 MB/s to 0.525 (zlib level 1: 49 MB/s,
+    0.551), so the 192-megapixel PNG of reports/tiling/large_photos.md takes about 3 s instead of 46 s."""
+    if not 0 <= int(level) <= 9:
+        raise ValueError(f"PNG compression level must be 0-9, not {level}")
+    if 1 <= level <= 3:
+        from isal import isal_zlib
+
+        return isal_zlib.compressobj(int(level))
+    return zlib.compressobj(int(level))
+
+
 class PngStreamWriter:
     """Write an 8-bit RGB PNG band of rows by band of rows, never holding the whole image.
 
     For outputs too large to keep in memory (a 16000x12000 SR photo is 576 MB of uint8): the rows go
-    through one ``zlib.compressobj`` into IDAT chunks of at most ``chunk_bytes`` as they arrive. Each
+    through one deflate stream (:func:`png_compressor`) into IDAT chunks of at most ``chunk_bytes`` as they
+    arrive. Each
     row is filtered with PNG filter 2 ("Up", the difference to the row above, mod 256), which
     compresses smooth photographs about as well as adaptive filtering and is one vectorised
     subtraction. Rows are filtered ``_ROWS_PER_PASS`` at a time, so the writer's own temporaries stay
@@ -417,13 +437,15 @@ class PngStreamWriter:
 
     _ROWS_PER_PASS = 64
 
-    def __init__(self, path: str | Path, height: int, width: int, compress_level: int = 6, chunk_bytes: int = 1 << 20):
+    def __init__(
+        self, path: str | Path, height: int, width: int, compress_level: int = PNG_LEVEL, chunk_bytes: int = 1 << 20
+    ):
         if not (0 < int(height) < 2**31 and 0 < int(width) < 2**31):
             raise ValueError(f"PNG size must be positive and below 2**31, not {height}x{width}")
         self.path = Path(path)
         self.height, self.width = int(height), int(width)
         self.rows_written = 0
-        self._compressor = zlib.compressobj(compress_level)
+        self._compressor = png_compressor(compress_level)
         self._chunk_bytes = int(chunk_bytes)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
