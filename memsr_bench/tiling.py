@@ -585,7 +585,9 @@ def _plan_rows(loaded, program: RowProgram, lr_size, max_memory_bytes: int, rf: 
 
     top = min(height, max(_MIN_BAND, _BAND_PIXELS // max(width, 1)))
     chosen = None
-    for rows in [top, *(r for r in (2**k for k in range(20, 2, -1)) if _MIN_BAND <= r < top)]:  # tallest first
+    # tallest first: the image (or _BAND_PIXELS), then powers of two below it (one within 20 % of it adds a
+    # predicted pass and little else)
+    for rows in [top, *(r for r in (2**k for k in range(20, 2, -1)) if _MIN_BAND <= r < min(top, 0.8 * top + 1))]:
         peak, host = cost(rows)
         if peak + host <= base:
             chosen = rows, peak, host
