@@ -763,7 +763,8 @@ def upscale_image(
     ``(sr_uint8, plan)``. For models whose tiles are not exact (``plan.exact`` False), the whole image
     is also upscaled and compared (``plan.deviation``) when ``compare`` and it fits the budget;
     otherwise ``plan.deviation_note`` says it was not measured. ``progress`` shows a tqdm bar over tiles.
-    ``native_kernels`` (CPU): run without oneDNN, whose arithmetic depends on the tile size (module docstring).
+    ``native_kernels``: run under :func:`size_independent_kernels` (CPU: without oneDNN, whose arithmetic depends
+    on the tile size; CUDA: cuDNN in FP32, not autotuned).
     ``method``: rows, tiles or auto (:func:`plan_tiling`).
     For outputs too large to hold, :func:`upscale_to_png` streams them to a file.
     """

@@ -424,11 +424,10 @@ class PngStreamWriter:
 
     For outputs too large to keep in memory (a 16000x12000 SR photo is 576 MB of uint8): the rows go
     through one deflate stream (:func:`png_compressor`) into IDAT chunks of at most ``chunk_bytes`` as they
-    arrive. Each
-    row is filtered with PNG filter 2 ("Up", the difference to the row above, mod 256), which
-    compresses smooth photographs about as well as adaptive filtering and is one vectorised
-    subtraction. Rows are filtered ``_ROWS_PER_PASS`` at a time, so the writer's own temporaries stay
-    at a few MB whatever the band height.
+    arrive. Each row is filtered with PNG filter 2 ("Up", the difference to the row above, mod 256), which
+    compresses smooth photographs about as well as adaptive filtering and is one vectorised subtraction.
+    Rows are filtered ``_ROWS_PER_PASS`` at a time, so the writer's own temporaries stay at a few MB whatever
+    the band height.
 
     Use as a context manager: leaving it normally checks that exactly ``height`` rows were written
     and finishes the file; leaving it with an exception (or too few rows) removes the partial file,
