@@ -68,23 +68,38 @@ NOTES = [
     "Before the current allocator setting (commit 83931d0: every block of 1 MiB or more its own mapping, the 8 MiB "
     "column buffers of chunked convolutions included, faulted in 4 KiB at a time) the same photos took 552 s "
     "(FMEN-S, peak RSS 720 MiB) and 1733 s (CARN-M, 988 MiB).",
-    "Bare passes vary from run to run on this machine by up to a third: FMEN-S x4 on a 180x4000 LR strip with huge "
-    "pages took 10.0 s, then 7.8 s twice a few minutes later; on 512x4000, 32.6 s then 24.8 s. Compare ratios "
-    "only within one run of this script.",
-    "Whole-image throughput depends on the image's shape as well as its size: back to back, FMEN-S x4 with huge "
-    "pages ran at 1.59 M SR px/s on a 720x1000 LR crop and 1.49 M on a 180x4000 strip (same pixel count). The "
-    "streamed photo is 4000 LR px wide; the crop of the table is 1000 wide.",
-    "Both rows were measured after the chunked convolutions began to clear PyTorch's huge-page mark from glibc's "
-    "heap (f32c460); without it CARN-M peaked at 2230 MiB on this photo (khugepaged filled the marked heap "
-    "ranges). The fmen-s-x4 row (3abb634) ran with --no-full-reference: its decoded pixels' sha256 equals that "
-    "of the run at d7f061e (223 s, 756 MiB), whose full photo was identical to whole-image inference run "
-    "separately (max abs diff 0; 9.5 GiB, 223 s).",
+    "The PNG: ISA-L's level 2 (the default since d052b2e) wrote FMEN-S's 192-megapixel PNG in 3.1 s, zlib's level 6 "
+    "in 46 s (215 s in all at 3abb634, against 189 s at d37140e).",
+    "Bare passes vary on this machine by up to a third within minutes: in the fmen-s-x4 run at d37140e the crop's "
+    "pass with huge pages took 8.3 s, 9.4 s (the two rounds) and 10.7 s (the details' pass), so the command's ratio "
+    "against it spans 0.70 to 0.85. Earlier: a 180x4000 strip took 10.0 s, then 7.8 s twice; 512x4000, 32.6 s "
+    "then 24.8 s. Compare ratios only within one run of this script.",
+    "Whole-image throughput depends on the image's shape as well as its size: in the same run the 207x4000 strip "
+    "ran at 1.33 M SR px/s and the 800x1000 crop at 1.45 M (huge pages, mean of two rounds); earlier, back to back, "
+    "1.49 M on 180x4000 and 1.59 M on 720x1000. Per pixel it also slowed with the size: whole-image inference of "
+    "1024x4000 took 70 and 77 s (4.3-4.8 s per 64 rows), 256x4000 11.5-13.6 s (2.9-3.4 s) in runs minutes before.",
+    "Page faults: the row pass returns glibc's free heap to the OS after each chunked convolution (malloc_trim "
+    "also releases the freed column buffer), so each of the ~100 convolution calls of a band faults its buffer in "
+    "again: 585 k minor faults for FMEN-S on 256x4000 LR against 94 k for whole-image inference (one call per "
+    "layer). Trimming only after each band cut that to 128 k, but CARN-M on a 768x6000 strip then peaked at "
+    "1080 MiB for 946 MiB planned, so it was not kept.",
+    "Over budget: the carn-m-x2 row (4cc3085) peaked at 1027 MiB, 3 MiB over the 1 GiB budget and 25 MiB over its "
+    "plan (earlier runs of the same plan: 1014 MiB at f32c460, 988 MiB before). On a 256x6000 strip, RSS sampled "
+    "every 10 ms peaked in the last 2 s of the image (958 MiB for 937 MiB planned; about 640 MiB before), where the "
+    "predicted tensor peak also lies (553 MiB, against about 310 MiB in the steady state): the last steps of the "
+    "image are under-predicted by 2-3 %, and CARN-M's 8-row bands, the planner's minimum, leave no room. Not "
+    "fixed. Processing the rows left below the last band a band's worth per step did not lower that peak.",
+    "The chunked convolutions clear PyTorch's huge-page mark from glibc's heap (since f32c460); without it CARN-M "
+    "peaked at 2230 MiB on this photo (khugepaged filled the marked heap ranges). The fmen-s-x4 row ran with "
+    "--no-full-reference: its decoded pixels' sha256 equals that of the run at d7f061e (223 s, 756 MiB), whose "
+    "full photo was identical to whole-image inference run separately (max abs diff 0; 9.5 GiB, 223 s).",
     "Where the streamed time goes (FMEN-S x4, 512x4000 LR, one process, aten ops timed by a dispatch mode), at "
     "commit 79d6084: of 42.3 s, planning 3.2 s, PNG filtering and compression 7.8 s, convolutions 24.6 s, the "
     "executor's copies 4.0 s (appending a band's rows to the rows a layer keeps 2.3 s, contiguous row ranges "
     "1.0 s, zero rows at the image border 0.7 s). With each layer's rows kept as pieces and convolutions "
     "writing into them (d7f061e): 40.1 s, appending 0.2 s, contiguous copies 0.6 s. Whole-image inference of "
-    "the same image took 28.3 s under the same timing.",
+    "the same image took 28.3 s under the same timing. Since d052b2e the convolution rows next to the image "
+    "border come from a small zero-padded copy instead of a padded copy of the whole segment.",
 ]
 CELL = (320, 480)  # BSD100 HR images are about 321x481 or 481x321 (some a pixel less)
 
@@ -476,10 +491,12 @@ def write_report(out: Path, results: dict) -> None:
         "",
         "* Memory: each row gives the plan's total (runtime allowance, uint8 input, the rows one step finishes and "
         "the PNG writer, the predicted peak of one step +5 %) and the measured peak RSS of the whole process.",
-        "* Throughput baselines, all whole-image inference of a crop of the same photo where it fits: (1, in bold) "
+        "* Throughput baselines, all whole-image inference of part of the same photo where it fits: (1, in bold) "
         "the fastest bit-identical one, the bare model pass (`zoo.upscaler` under `size_independent_kernels`) in "
         "a plain child process, glibc's default allocator, with and without PyTorch's huge pages "
-        "(`THP_MEM_ALLOC_ENABLE`); "
+        "(`THP_MEM_ALLOC_ENABLE`), on a crop and on a full-width strip (the tallest the command upscales whole "
+        "within the budget; none for CARN-M's 6000-wide photo), each the mean of a round before and a round after "
+        "the command (older rows: one pass of the crop after it); "
         "(2) the same command on the crop, which it upscales whole (one band): the same process settings, planning "
         "and PNG writing; (3) the bare pass in this script's process. oneDNN passes (PyTorch's default CPU "
         "convolutions, whose sums depend on the image size, so not bit-identical) are listed in the details for "
