@@ -6,9 +6,9 @@ pixels through the network (25 tiles), which caps the throughput at 0.86x whole-
 network's aten graph (``make_fx`` of the functionalized model) is run layer by layer over bands of rows,
 top to bottom. Each layer keeps the rows it has computed that its consumers still need (a 3x3 convolution
 needs one row above the rows it computes next, a skip connection keeps the rows its deeper branch has not
-reached yet) and computes, at each step, every output row its inputs now allow. Nothing is recomputed and
-the memory is that of one band of rows across the network plus the retained rows, independent of the image
-height.
+reached yet) and computes, at each step, every output row its inputs now allow, up to a band's worth (also
+for the rows left below the last band). Nothing is recomputed and the memory is that of one band of rows
+across the network plus the retained rows, independent of the image height.
 
 Exactness. Every op computes the same sums of the same products as in whole-image inference: a
 convolution over rows ``[a, b)`` reads the input rows its outputs see, with explicit zero rows at the image
