@@ -83,12 +83,12 @@ NOTES = [
     "again: 585 k minor faults for FMEN-S on 256x4000 LR against 94 k for whole-image inference (one call per "
     "layer). Trimming only after each band cut that to 128 k, but CARN-M on a 768x6000 strip then peaked at "
     "1080 MiB for 946 MiB planned, so it was not kept.",
-    "Over budget: the carn-m-x2 row (4cc3085) peaked at 1027 MiB, 3 MiB over the 1 GiB budget and 25 MiB over its "
-    "plan (earlier runs of the same plan: 1014 MiB at f32c460, 988 MiB before). On a 256x6000 strip, RSS sampled "
-    "every 10 ms peaked in the last 2 s of the image (958 MiB for 937 MiB planned; about 640 MiB before), where the "
-    "predicted tensor peak also lies (553 MiB, against about 310 MiB in the steady state): the last steps of the "
-    "image are under-predicted by 2-3 %, and CARN-M's 8-row bands, the planner's minimum, leave no room. Not "
-    "fixed. Processing the rows left below the last band a band's worth per step did not lower that peak.",
+    "CARN-M at 4cc3085 (8-row bands, 1002 MiB planned) peaked at 1027 MiB, 3 MiB over the budget. On a 256x6000 "
+    "strip RSS sampled every 10 ms peaked in the last 2 s of the image (958 MiB; about 640 MiB before), where the "
+    "predicted tensor peak also lay (553 MiB, against 310 MiB in the steady state): once the last band was in, "
+    "every layer computed all its remaining rows in one sweep. Since 490a544 a layer computes at most a band's "
+    "worth of rows per sweep: the photo plans 16-row bands at 912 MiB and peaked at 946 MiB (the row above), "
+    "within the budget but still 34 MiB (3.7 %) above the plan: the runtime allowance is short for CARN-M.",
     "The chunked convolutions clear PyTorch's huge-page mark from glibc's heap (since f32c460); without it CARN-M "
     "peaked at 2230 MiB on this photo (khugepaged filled the marked heap ranges). The fmen-s-x4 row ran with "
     "--no-full-reference: its decoded pixels' sha256 equals that of the run at d7f061e (223 s, 756 MiB), whose "
