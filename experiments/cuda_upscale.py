@@ -5,7 +5,8 @@ GPU, under which cuDNN settings; and the large photos within 1 GiB (GPU peak, wh
    upscale_image` on ``cuda`` with rows and with tiles, at the budget where the planner picks 48 px tiles
    (:func:`memsr_bench.tiling.tile_budget`), against whole-image inference on ``cuda`` under the same setting:
    max |diff|, the share of differing pixels, PSNR of tiled against whole. Each setting is a
-   ``torch.backends.cudnn.flags`` context (``SETTINGS``); cuBLAS TF32 stays at PyTorch's default (off).
+   ``torch.backends.cudnn.flags`` context (``SETTINGS``; ``native_kernels=False``, so that the command's own
+   setting does not override it); cuBLAS TF32 stays at PyTorch's default (off).
 2. Large photos. The photos of ``experiments/large_photos.py`` (BSD100 mosaics: FMEN-S x4 4000x3000, CARN-M x2
    6000x4000), through the CLI ``upscale --device cuda --max-memory 1GiB`` in a child process that sets the
    cuDNN setting first and prints ``torch.cuda.max_memory_allocated`` after. Its peak RSS is the child's
@@ -138,7 +139,9 @@ def exactness(args: argparse.Namespace, deadline: float) -> list[dict]:
                         row = {"model": name, "scale": scale, "image": image, "lr_size": list(lr.shape[:2]),
                                "setting": setting, "method": method, "budget_bytes": budget}  # fmt: skip
                         try:
-                            sr, plan = upscale_image(loaded, lr, budget, args.device, rf=rf, method=method)
+                            sr, plan = upscale_image(
+                                loaded, lr, budget, args.device, rf=rf, method=method, native_kernels=False
+                            )  # not size_independent_kernels: the setting of the column, as for the whole image
                             row |= {"pieces": plan.n_tiles, "tile": list(plan.tile), "exact_plan": plan.exact}
                             row |= _diff(sr, whole)
                         except Exception as err:  # noqa: BLE001
