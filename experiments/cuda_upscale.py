@@ -8,14 +8,16 @@ GPU, under which cuDNN settings; and the large photos within 1 GiB (GPU peak, wh
    ``torch.backends.cudnn.flags`` context (``SETTINGS``; ``native_kernels=False``, so that the command's own
    setting does not override it); cuBLAS TF32 stays at PyTorch's default (off).
 2. Large photos. The photos of ``experiments/large_photos.py`` (BSD100 mosaics: FMEN-S x4 4000x3000, CARN-M x2
-   6000x4000), through the CLI ``upscale --device cuda --max-memory 1GiB`` in a child process that sets the
-   cuDNN setting first and prints ``torch.cuda.max_memory_allocated`` after. Its peak RSS is the child's
-   ``ru_maxrss``. Whole-image inference of the full photo runs here on the GPU when it fits, is timed, and
-   is compared pixel for pixel with the PNG.
+   6000x4000), through the CLI ``upscale --device cuda --max-memory 1GiB`` as it is, in a child process that
+   prints ``torch.cuda.max_memory_allocated`` after. Its peak RSS is the child's ``ru_maxrss``. Whole-image
+   inference of the full photo runs here on the GPU when it fits, is timed, and is compared pixel for pixel
+   with the PNG.
+3. RSS. CARN-M on a 512x6000 strip through the same command under variants of the environment
+   (``RSS_VARIANTS``), to find what the process holds on CUDA.
 
 Run on a GPU machine (no internet needed):
     python experiments/cuda_upscale.py --data DATASETS --weights WEIGHTS --out OUT  # -> OUT/cuda_upscale.json
-    python experiments/cuda_upscale.py --report OUT/cuda_upscale.json  # -> reports/tiling/cuda_upscale.md
+    python experiments/cuda_upscale.py --report runs.json  # {"runs": [cuda_upscale.json, ...]} -> the .md
 DATASETS holds ``Set14/LR_bicubic_rcan/X2``, ``.../X4`` and ``BSD100/HR``. ``--budget-s`` stops starting work.
 """
 
