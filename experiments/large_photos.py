@@ -69,13 +69,15 @@ NOTES = [
     "column buffers of chunked convolutions included, faulted in 4 KiB at a time) the same photos took 552 s "
     "(FMEN-S, peak RSS 720 MiB) and 1733 s (CARN-M, 988 MiB).",
     "The PNG: ISA-L's level 2 (the default since d052b2e) wrote FMEN-S's 192-megapixel PNG in 3.1 s, zlib's level 6 "
-    "in 46 s (215 s in all at 3abb634, against 189 s at d37140e).",
+    "in 46 s (215 s in all at 3abb634, against 181 s at 3057b74).",
     "Bare passes vary on this machine by up to a third within minutes: in the fmen-s-x4 run at d37140e the crop's "
     "pass with huge pages took 8.3 s, 9.4 s (the two rounds) and 10.7 s (the details' pass), so the command's ratio "
-    "against it spans 0.70 to 0.85. Earlier: a 180x4000 strip took 10.0 s, then 7.8 s twice; 512x4000, 32.6 s "
-    "then 24.8 s. Compare ratios only within one run of this script.",
-    "Whole-image throughput depends on the image's shape as well as its size: in the same run the 207x4000 strip "
-    "ran at 1.33 M SR px/s and the 800x1000 crop at 1.45 M (huge pages, mean of two rounds); earlier, back to back, "
+    "against it spans 0.70 to 0.85; at 3057b74 (the row above) 9.6, 10.4 and 9.0 s, and the bold ratio was 0.82 "
+    "where the run at d37140e gave 0.70. Earlier: a 180x4000 strip took 10.0 s, then 7.8 s twice; 512x4000, "
+    "32.6 s then 24.8 s. Compare ratios only within one run of this script.",
+    "Whole-image throughput depends on the image's shape as well as its size: the 207x4000 strip ran at 1.08 M SR "
+    "px/s and the 800x1000 crop at 1.28 M (huge pages, mean of two rounds; the command on the 4000-wide photo: "
+    "1.06 M); at d37140e 1.33 M and 1.45 M; earlier, back to back, "
     "1.49 M on 180x4000 and 1.59 M on 720x1000. Per pixel it also slowed with the size: whole-image inference of "
     "1024x4000 took 70 and 77 s (4.3-4.8 s per 64 rows), 256x4000 11.5-13.6 s (2.9-3.4 s) in runs minutes before.",
     "Page faults: the row pass returns glibc's free heap to the OS after each chunked convolution (malloc_trim "
