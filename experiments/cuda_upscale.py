@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from large_photos import CASES, mosaic, read_png_rows  # noqa: E402
+from large_photos import CASES, command_times, mosaic, read_png_rows  # noqa: E402
 
 import zoo  # noqa: E402
 from memsr_bench.data.image_io import read_image_rgb, write_image_rgb  # noqa: E402
@@ -190,11 +190,7 @@ def run_command(argv: list[str], cudnn: dict, env: dict[str, str], work: Path) -
         return result
     result |= json.loads(lines[-1])
     result["line"] = lines[-2]
-    times = re.search(r", ([0-9.]+) s \(CPU ([0-9.]+) s; planning ([0-9.]+) s, PNG ([0-9.]+) s\)$", lines[-2])
-    if times:
-        result |= dict(zip(("upscale_seconds", "upscale_cpu_seconds", "planning_seconds", "png_seconds"),
-                           map(float, times.groups()), strict=True))  # fmt: skip
-    return result
+    return result | command_times(lines[-2])
 
 
 def _upscale_argv(lr_path: Path, sr_path: Path, model: str, scale: int, args: argparse.Namespace) -> list[str]:

@@ -139,19 +139,22 @@ def run_upscale(src: Path, dst: Path, model: str, scale: int, weights: str) -> d
     if child.returncode != 0:
         raise SystemExit(f"memsr-bench upscale failed ({child.returncode}): {stderr.strip()}")
     line = stdout.strip().splitlines()[-1]
-    times = re.search(r", ([0-9.]+) s \(CPU ([0-9.]+) s; planning ([0-9.]+) s, PNG ([0-9.]+) s\)$", line)
     return {
         "command": " ".join(["memsr-bench", *argv[1:]]),
         "peak_rss_bytes": usage.ru_maxrss * 1024,
         "wall_seconds": wall,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "upscale_seconds": float(times.group(1)),
-        "upscale_cpu_seconds": float(times.group(2)),
-        "planning_seconds": float(times.group(3)),
-        "png_seconds": float(times.group(4)),
+        **command_times(line),
         "load_average_after": os.getloadavg()[0],
         "line": line,
     }
+
+
+def command_times(line: str) -> dict[str, float]:
+    """The times in `memsr-bench upscale`'s summary line (empty if it has none): upscale, CPU, planning, PNG."""
+    times = re.search(r", ([0-9.]+) s \(CPU ([0-9.]+) s; planning ([0-9.]+) s, PNG ([0-9.]+) s\)$", line)
+    keys = ("upscale_seconds", "upscale_cpu_seconds", "planning_seconds", "png_seconds")
+    return dict(zip(keys, map(float, times.groups()), strict=True)) if times else {}
 
 
 def whole_image_reference(lr_path: Path, out_path: Path, model: str, scale: int, weights: str) -> dict:
