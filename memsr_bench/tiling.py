@@ -9,12 +9,12 @@ planned from predicted peaks (fake-tensor passes of the same code) and the accou
 
 How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
 
-* ``RUNTIME_ALLOWANCE_BYTES`` (337 MiB): a fixed allowance for what the runtime itself holds. Measured
+* ``RUNTIME_ALLOWANCE_BYTES`` (336 MiB): a fixed allowance for what the runtime itself holds. Measured
   once on Linux x86-64 with torch 2.13 CPU: the process RSS (``VmHWM``) is 220 MiB after
   ``import torch``, 236 MiB once fmen-s-deploy is loaded and 310 MiB after the receptive-field analysis
   and the planning (fake-tensor passes import and keep torch's tracing machinery); 320 MiB rounds it up.
-  It is not re-measured at run time. To it come 17 MiB of free heap kept for the column buffers of chunked
-  convolutions (``_CONV_HEAP_BYTES``, :class:`_HeapServed`).
+  It is not re-measured at run time. To it come the two 8 MiB buffers that chunked convolutions reuse
+  (``_CONV_BUFFER_BYTES``, :func:`_conv2d_chunks`).
 * the host buffers: the uint8 LR input (``3·H·W``) and the uint8 SR output, held whole by
   :func:`upscale_image` (``3·sH·sW``); :func:`upscale_to_png` holds only one band of output rows
   (one row of tiles, ``3·s·tile_h·sW``) plus the PNG writer's temporaries, and streams the rest to the file;
@@ -22,15 +22,14 @@ How the budget (``max_memory_bytes``) is split, all of it counted in bytes:
   (:func:`~memsr_bench.measure.memory_model.predict_peak_memory`, weights and input included) raised by
   the column buffer of PyTorch's native CPU convolution (im2col: ``C_in/groups · kh · kw`` floats per
   output pixel, allocated inside the kernel and invisible to the tensor timeline; e.g. 1800 bytes per
-  pixel for a 3x3 conv of 50 channels, measured as RSS), plus the host-side conversion temporaries of
-  ``ModelUpscaler`` (``_host_bytes``).
+  pixel for a 3x3 conv of 50 channels, measured as RSS; none for a convolution computed in chunks in the
+  reused buffers), plus the host-side conversion temporaries of ``ModelUpscaler`` (``_host_bytes``).
 
 Two measured corrections make the whole process stay within the budget (RSS, ``VmHWM``): the tile's
 predicted peak is raised by ``_PEAK_MARGIN`` (5 %: fmen-s-deploy on a 400x400 tile peaked 432 MiB above the
 runtime for 416 MiB predicted), and glibc's allocator is told to serve every block of 1 MiB or more
 with its own mapping (:func:`configure_allocator`), so that a freed feature map goes back to the OS at once,
-and the free space of the heaps is returned after each band or tile (:func:`release_free_heap`) and after
-each chunked convolution (all but the heap top the next one reuses).
+and the free space of the heaps is returned after each band or tile (:func:`release_free_heap`).
 Without it glibc's dynamic threshold (up to 32 MiB) keeps freed tensors in per-thread heaps and RSS
 grows past the prediction from tile to tile (carn-m, 300x300 tiles: 1.49 GiB predicted and measured with
 a fixed 1 MiB threshold, 1.81 GiB without).
@@ -62,10 +61,10 @@ the whole image fits the budget the deviation from whole-image inference is meas
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import heapq
 import math
 import platform
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -76,7 +75,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
-from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes, _get_current_dispatch_mode_stack
 
 from memsr_bench.data.image_io import PNG_LEVEL, PngStreamWriter
 from memsr_bench.errors import MemsrInputError
@@ -104,12 +103,11 @@ __all__ = [
 # narrower chunk costs per call (Python dispatch, small GEMMs): FMEN-S x4 over 256x4000 LR rows took 21.0 s whole
 # with 960 KiB chunks (pieces of a row) against 12.5 s with 8 MiB chunks.
 _CONV_CHUNK_BYTES = 8 * 2**20
-# glibc's threshold while a chunked conv runs (above its buffers), and the free space kept at the heap's top after
-# it for the next one (_HeapServed)
-_CONV_HEAP_BYTES = 2 * _CONV_CHUNK_BYTES + 2**20
-# measured RSS after imports, model and fake passes: 310 MiB, rounded up to 320 MiB; and the heap top kept for the
-# chunked convolutions' buffers
-RUNTIME_ALLOWANCE_BYTES = 320 * 2**20 + _CONV_HEAP_BYTES
+# the input pixels and the columns of a chunk (_conv2d_chunks), resident once made
+_CONV_BUFFER_BYTES = 2 * _CONV_CHUNK_BYTES
+# measured RSS after imports, model and fake passes: 310 MiB, rounded up to 320 MiB; and the chunked convolutions'
+# buffers
+RUNTIME_ALLOWANCE_BYTES = 320 * 2**20 + _CONV_BUFFER_BYTES
 MIN_TILE = 16  # LR pixels: the smallest tile core accepted
 APPROX_HALO = 32  # LR pixels: the least halo for models whose tiles are not exact
 _BICUBIC_HALO = 4  # LR pixels: the chroma of Y-only models (MATLAB bicubic, 4 taps, mirrored borders)
@@ -190,8 +188,9 @@ class _ConvWorkspace(TorchDispatchMode):
 
     _OPS = ("conv2d", "convolution")
 
-    def __init__(self):
+    def __init__(self, chunked: bool):
         super().__init__()
+        self.chunked = chunked  # under _RowChunkedConvolution (size_independent_kernels)
         self.bytes: list[int] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -200,8 +199,7 @@ class _ConvWorkspace(TorchDispatchMode):
             self.bytes.append(self._workspace(args, out))
         return out
 
-    @staticmethod
-    def _workspace(args, out) -> int:
+    def _workspace(self, args, out) -> int:
         x, weight = args[0], args[1]
         groups = int(args[-1]) if isinstance(args[-1], int) else 1
         if x.dim() != 4 or weight.dim() != 4:
@@ -212,7 +210,9 @@ class _ConvWorkspace(TorchDispatchMode):
         trivial = (kh, kw) == (1, 1) and all(int(v) == 1 for v in _pair(stride)) and _no_padding(padding)
         item = x.element_size()
         n, _, oh, ow = (int(v) for v in out.shape)
-        shape = _conv_chunk_shape(args)
+        shape = _conv_chunk_shape(args) if self.chunked else None
+        if shape is not None and _chunks_in_place(x):  # _conv2d_chunks' buffers are in the runtime allowance
+            return 0
         if shape is not None:  # _RowChunkedConvolution: one chunk's columns, its input pixels and output pixels
             rows, cols = shape
             cols += cols < ow  # a row's last piece may take one pixel more (_column_spans)
@@ -237,10 +237,11 @@ def _no_padding(padding) -> bool:
 
 def peak_with_conv_workspace(module: torch.nn.Module, shape: tuple[int, ...]) -> int:
     """Predicted tensor peak of ``module`` on ``shape`` with each convolution's native CPU column buffer
-    added to the live bytes at that convolution (conservatively to the peak if they cannot be matched)."""
+    added to the live bytes at that convolution (conservatively to the peak if they cannot be matched); under
+    :func:`size_independent_kernels` as its chunked convolutions allocate (none in place)."""
     from memsr_bench.measure.memory_model import predict_peak_memory
 
-    workspace = _ConvWorkspace()
+    workspace = _ConvWorkspace(_chunking())
     prediction = predict_peak_memory(module, shape, observers=[workspace])
     ops = ("aten.conv2d", "aten.convolution")
     at_convs = [live for name, live in prediction.timeline if name.split(" @")[0] in ops]
@@ -251,10 +252,12 @@ def peak_with_conv_workspace(module: torch.nn.Module, shape: tuple[int, ...]) ->
 
 
 class _Costs:
-    """Predicted bytes of a padded tile ``(h, w)``: tensor peak with conv workspace, host temporaries (memoised)."""
+    """Predicted bytes of a padded tile ``(h, w)``: tensor peak with conv workspace, host temporaries (memoised),
+    with the convolutions as they run under ``size_independent_kernels(native_kernels)``."""
 
-    def __init__(self, loaded, channels: int):
+    def __init__(self, loaded, channels: int, native_kernels: bool = True):
         self.module = loaded.module
+        self.native_kernels = native_kernels
         self.scale = loaded.scale
         self.channels = channels
         self.lr_bytes, self.sr_bytes = (
@@ -264,7 +267,8 @@ class _Costs:
 
     def peak(self, h: int, w: int) -> int:
         if (h, w) not in self.cache:
-            self.cache[(h, w)] = peak_with_conv_workspace(self.module, (1, self.channels, h, w))
+            with size_independent_kernels(self.native_kernels):
+                self.cache[(h, w)] = peak_with_conv_workspace(self.module, (1, self.channels, h, w))
         return self.cache[(h, w)]
 
     def host(self, h: int, w: int) -> int:
@@ -414,7 +418,7 @@ def plan_tiling(
         elif method == "rows":
             raise MemsrInputError("--method", f"rows: {loaded.name} cannot be streamed by rows: {program}")
     grid, halo, exact, reason = _halo(rf, channels)
-    costs = _Costs(loaded, channels)
+    costs = _Costs(loaded, channels, native_kernels)
     base = max_memory_bytes - RUNTIME_ALLOWANCE_BYTES
 
     def need(core_h: int, core_w: int) -> int:  # predicted bytes beyond the runtime allowance
@@ -871,10 +875,8 @@ def upscale_to_png(
     )
 
 
-# glibc's mallopt parameters
-_M_TRIM_THRESHOLD = -1
+# glibc's mallopt parameter
 _M_MMAP_THRESHOLD = -3
-_CONFIGURED = False  # configure_allocator() was called: chunked convolutions take their buffers from the heap
 _LIBC: Any = None  # glibc, False elsewhere
 
 
@@ -887,8 +889,6 @@ def _glibc() -> Any:
         try:
             _LIBC = ctypes.CDLL(name) if name else False
             _LIBC = _LIBC if _LIBC and hasattr(_LIBC, "mallopt") and hasattr(_LIBC, "malloc_trim") else False
-            if _LIBC:
-                _LIBC.sbrk.restype = ctypes.c_void_p
         except OSError:
             _LIBC = False
     return _LIBC
@@ -900,27 +900,21 @@ def configure_allocator() -> bool:
 
     * glibc's malloc maps every block of ``_MMAP_THRESHOLD`` bytes or more on its own, so that freed tensors
       return to the OS at once. The budget of :func:`upscale_image` and :func:`upscale_to_png` assumes it
-      (module docstring); both call this function. Chunked convolutions take their buffers from the heap
-      meanwhile (:class:`_RowChunkedConvolution`).
+      (module docstring); both call this function.
     * PyTorch asks for transparent huge pages for its CPU tensors of 2 MiB or more (``THP_MEM_ALLOC_ENABLE=1``,
       unless the environment sets it): a fresh mapping is then mostly faulted in 2 MiB at a time instead of
-      4 KiB. It changes time, not memory (tensors are written whole; the mark it leaves on glibc's heap is
-      cleared, :class:`_HeapServed`): whole-image inference of FMEN-S x4 on a 256x4000 LR image took 12.5 s
-      instead of 17.8 s (glibc's default allocator); row streaming of it 14.1 s, against 40.4 s before (every
-      column buffer a fresh mapping, 4 KiB pages). PyTorch reads the variable at its first CPU allocation, so
-      this part only takes effect when called before any tensor is made (the ``upscale`` command does; in a
-      script, call it first or set the variable in the environment).
+      4 KiB. It changes time, not memory (tensors are written whole, and blocks of 2 MiB or more never come
+      from glibc's heap, whose marked ranges khugepaged would fill): whole-image inference of FMEN-S x4 on a
+      256x4000 LR image took 12.5 s instead of 17.8 s (glibc's default allocator). PyTorch reads the
+      variable at its first CPU allocation, so this part only takes effect when called before any tensor is
+      made (the ``upscale`` command does; in a script, call it first or set the variable in the environment).
     """
     import os
 
-    global _CONFIGURED
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     libc = _glibc()
     # fixing the threshold stops glibc's dynamic one (which rises to 32 MiB and keeps freed tensors resident)
-    _CONFIGURED = bool(libc) and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
-    if _CONFIGURED:  # free space at the heap's top up to this stays: the next chunked convolution's buffers
-        libc.mallopt(_M_TRIM_THRESHOLD, _CONV_HEAP_BYTES)
-    return _CONFIGURED
+    return bool(libc) and bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
 
 
 def release_free_heap() -> None:
@@ -933,62 +927,12 @@ def release_free_heap() -> None:
         libc.malloc_trim(0)
 
 
-_MADV_NOHUGEPAGE = 15  # Linux
-_HEAP_START: int | None = None  # where glibc's main heap begins ([heap] in /proc/self/maps), 0 if unknown
-
-
-def _heap_start() -> int:
-    global _HEAP_START
-    if _HEAP_START is None:
-        _HEAP_START = 0
-        try:
-            with open("/proc/self/maps") as maps:
-                for line in maps:
-                    if line.rstrip().endswith("[heap]"):
-                        _HEAP_START = int(line.split("-", 1)[0], 16)
-                        break
-        except OSError:
-            pass
-    return _HEAP_START
-
-
-class _HeapServed:
-    """While a chunked convolution runs (after :func:`configure_allocator`): glibc serves its chunks' column
-    buffers from the heap, so that each chunk reuses the pages of the previous one instead of faulting in a
-    fresh mapping. Afterwards the free space of the heaps goes back to the OS except ``bytes`` at the top of
-    the main heap, where the buffers of the next chunked convolution will be. The output itself is allocated
-    before, as its own mapping.
-
-    PyTorch marks each of its allocations of 2 MiB or more for huge pages (``THP_MEM_ALLOC_ENABLE``), heap
-    ones included, and the mark stays on the heap after they are freed: the kernel's khugepaged then fills
-    any marked 2 MiB range that has a page in use, and the heap grows resident without bound (CARN-M x2 on
-    a 6000x4000 LR photo: peak RSS 2230 MiB for 1002 MiB planned). So the mark is cleared from the whole
-    main heap after each chunked convolution."""
-
-    def __init__(self, bytes_: int):
-        self.bytes = bytes_
-        self.active = _CONFIGURED and bool(_glibc())
-
-    def __enter__(self):
-        if self.active:
-            _LIBC.mallopt(_M_MMAP_THRESHOLD, self.bytes)
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            _LIBC.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-            _LIBC.malloc_trim(self.bytes)
-            start, end = _heap_start(), _LIBC.sbrk(0)
-            if start and end and end > start:
-                _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_NOHUGEPAGE)
-        return False
-
-
 def _conv_chunk_shape(args) -> tuple[int, int] | None:
     """Output (rows, columns) per chunk for a ``conv2d`` call (its positional ``args``) that
-    :class:`_RowChunkedConvolution` splits, or None: stride 1, no dilation, a kernel larger than 1x1, integer
-    padding, and a column buffer over ``_CONV_CHUNK_BYTES`` for the whole output. Chunks are whole rows
-    when a row's columns fit, else pieces of one row."""
+    :class:`_RowChunkedConvolution` runs through :func:`_conv2d_chunks`, or None: stride 1, no dilation, a kernel
+    larger than 1x1, integer padding, at least two output columns, and either a column buffer over
+    ``_CONV_CHUNK_BYTES`` for the whole output or an input computed in place (:func:`_chunks_in_place`: then
+    a small convolution is one chunk). Chunks are whole rows when a row's columns fit, else pieces of one row."""
     x, weight = args[0], args[1]
     if not (isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)) or x.dim() != 4 or weight.dim() != 4:
         return None
@@ -1000,8 +944,10 @@ def _conv_chunk_shape(args) -> tuple[int, int] | None:
     out_w = int(x.shape[3]) + 2 * int(padding[1]) - kw + 1
     pixel_bytes = int(x.shape[0]) * int(weight.shape[1]) * kh * kw * x.element_size()
     pixels = _CONV_CHUNK_BYTES // max(pixel_bytes, 1)
-    if pixels >= out_h * out_w or out_w < 2:
+    if out_w < 2:
         return None
+    if pixels >= out_h * out_w:
+        return (out_h, out_w) if _chunks_in_place(x) else None
     if pixels >= out_w:
         return pixels // out_w, out_w
     return 1, max(2, pixels - 1)  # one less: the last piece of a row may take one more (_column_spans)
@@ -1021,7 +967,8 @@ class _RowChunkedConvolution(TorchDispatchMode):
     """Runs a large CPU ``conv2d`` over chunks of output pixels (whole rows, or pieces of a row when a row is
     too wide), so that the native kernel's column buffer (im2col: ``C_in/groups · kh · kw`` floats per output
     pixel, 1800 bytes a pixel for 50 channels 3x3, twice the tensors FMEN-S keeps alive) is bounded by
-    ``_CONV_CHUNK_BYTES`` instead of growing with the tile, and reused from chunk to chunk.
+    ``_CONV_CHUNK_BYTES`` instead of growing with the tile, and reused from chunk to chunk. A single float
+    image is computed in place for small convolutions too (one chunk): :func:`_conv2d_chunks`.
 
     Each chunk reads the input pixels its outputs see, with explicit zeros where the image border is (the
     kernel writes the same zeros into its columns for implicit padding), and is convolved without padding
@@ -1048,7 +995,15 @@ class _RowChunkedConvolution(TorchDispatchMode):
 
 def _conv2d_chunks(func, args, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
     """``func(*args)`` (``aten.conv2d``, stride 1, no dilation) computed in chunks of ``shape`` (rows, columns)
-    output pixels (:class:`_RowChunkedConvolution`), written into ``out`` (allocated if None)."""
+    output pixels (:class:`_RowChunkedConvolution`), written into ``out`` (allocated if None).
+
+    A single float32/float64 image takes the native kernel's own two steps, each chunk and group written in
+    place: its input pixels copied into a reused buffer (explicit zeros at the image border), unfolded into a
+    reused column buffer (``im2col``), and one matrix product into the chunk's output pixels (``addmm`` on the
+    bias, ``mm`` without), the same BLAS call with the same operands as the native kernel's (tested
+    bit-identical). So a chunk allocates nothing: the buffers stay resident (in the runtime allowance) instead
+    of being allocated and faulted in again for each of the thousands of chunks of a photo. Other inputs call
+    ``func`` per chunk."""
     rows, cols = shape
     x, weight = args[0], args[1]
     bias = args[2] if len(args) > 2 else None
@@ -1060,34 +1015,103 @@ def _conv2d_chunks(func, args, shape: tuple[int, int], out: torch.Tensor | None 
     if out is None:
         out = x.new_empty((x.shape[0], weight.shape[0], out_h, out_w))
     whole_rows = cols == out_w  # the kernel pads the sides itself (no copy of the rows)
-    with _HeapServed(_CONV_HEAP_BYTES):
+    in_group, out_group = int(weight.shape[1]), int(weight.shape[0]) // groups
+    in_place = _chunks_in_place(x)
+    if in_place:  # the last piece of a row may take one pixel more (_column_spans)
+        pieces, columns = _conv_buffers(x, in_group * kh * kw * rows * (cols + (cols < out_w)))
+        weights = weight.reshape(groups, out_group, in_group * kh * kw)
+    # the chunks' ops need none of the active dispatch modes, which would add Python to each of their calls
+    with _disable_current_modes():
         for r0 in range(0, out_h, rows):
             r1 = min(out_h, r0 + rows)
             top, bottom = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [top, bottom) seen by rows [r0, r1)
             for c0, c1 in [(0, out_w)] if whole_rows else _column_spans(out_w, cols):
                 left, right = (0, width) if whole_rows else (c0 - pad_w, c1 - pad_w + kw - 1)
-                piece = x[:, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+                inside = x[:, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
                 border = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
-                if any(border):
-                    piece = torch.nn.functional.pad(piece, border)
                 padding = [0, pad_w if whole_rows else 0]
-                out[:, :, r0:r1, c0:c1] = func(piece, weight, bias, [1, 1], padding, [1, 1], groups)
-                del piece
+                if not in_place:
+                    piece = torch.nn.functional.pad(inside, border) if any(border) else inside
+                    out[:, :, r0:r1, c0:c1] = func(piece, weight, bias, [1, 1], padding, [1, 1], groups)
+                    continue
+                if whole_rows:  # the side padding as explicit zeros too
+                    left, right = -pad_w, width + pad_w
+                    border = (pad_w, pad_w, *border[2:])
+                n_rows, n_cols, pixels = bottom - top, right - left, (r1 - r0) * (c1 - c0)
+                for g in range(groups):
+                    piece = pieces[: in_group * n_rows * n_cols].view(in_group, n_rows, n_cols)
+                    _zero_border(piece, border)
+                    channels = inside[0, g * in_group : (g + 1) * in_group]
+                    piece[:, border[2] : n_rows - border[3], border[0] : n_cols - border[1]] = channels
+                    # im2col, stride 1: column (c, i, j) of output pixel (y, x) is piece[c, y + i, x + j]
+                    unfolded = columns[: in_group * kh * kw * pixels]
+                    unfolded.view(in_group, kh, kw, r1 - r0, c1 - c0).copy_(
+                        piece.as_strided(
+                            (in_group, kh, kw, r1 - r0, c1 - c0),
+                            (n_rows * n_cols, n_cols, 1, n_cols, 1),
+                        )
+                    )
+                    target = out[0, g * out_group : (g + 1) * out_group, r0:r1, c0:c1].view(out_group, pixels)
+                    if bias is None:
+                        torch.mm(weights[g], unfolded.view(-1, pixels), out=target)
+                    else:
+                        target.copy_(bias[g * out_group : (g + 1) * out_group, None].expand(out_group, pixels))
+                        torch.addmm(target, weights[g], unfolded.view(-1, pixels), out=target)
     return out
+
+
+def _chunks_in_place(x: torch.Tensor) -> bool:
+    """Whether :func:`_conv2d_chunks` computes ``x``'s chunks in its reused buffers (else it calls the kernel)."""
+    return int(x.shape[0]) == 1 and x.dtype in (torch.float32, torch.float64)
+
+
+def _zero_border(piece: torch.Tensor, border: tuple[int, int, int, int]) -> None:
+    """Zero the ``(left, right, top, bottom)`` margins of ``piece`` (channels x rows x columns)."""
+    left, right, top, bottom = border
+    rows, cols = piece.shape[1], piece.shape[2]
+    for margin in (
+        piece[:, :top],
+        piece[:, rows - bottom :],
+        piece[:, top : rows - bottom, :left],
+        piece[:, top : rows - bottom, cols - right :],
+    ):
+        if margin.numel():
+            margin.zero_()
+
+
+_CONV_BUFFERS = threading.local()  # per thread: {(device, dtype): (input pieces, columns)}
+
+
+def _conv_buffers(x: torch.Tensor, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flat buffers of :func:`_conv2d_chunks` for ``x``'s device and dtype, each of ``_CONV_CHUNK_BYTES`` or
+    ``columns`` elements if more (a chunk's input pixels, ``(rows + kh - 1)·(cols + kw - 1)`` per channel, never
+    outnumber its columns, ``kh·kw·rows·cols``): made once per thread, and again for another chunk size."""
+    buffers = _CONV_BUFFERS.__dict__.setdefault("buffers", {})
+    key, numel = (x.device, x.dtype), max(columns, _CONV_CHUNK_BYTES // x.element_size())
+    if key not in buffers or buffers[key][0].numel() != numel:
+        buffers[key] = (x.new_empty(numel), x.new_empty(numel))
+    return buffers[key]
+
+
+def _chunking() -> bool:
+    """Whether convolutions run through :class:`_RowChunkedConvolution` now (:func:`size_independent_kernels`)."""
+    return any(isinstance(mode, _RowChunkedConvolution) for mode in _get_current_dispatch_mode_stack())
 
 
 def _conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
     """The row streamer's convolution (:data:`~memsr_bench.row_stream.ConvInto`): under
     :func:`size_independent_kernels`, a large CPU one in chunks written straight into the layer's rows ``out`` (in
-    a predicted pass on fake tensors: one chunk, for its memory); others through
+    a predicted pass on fake tensors: nothing, or one chunk when it is not computed in place, for its memory);
+    others through
     :func:`~memsr_bench.row_stream.conv2d_into`."""
     args = (x, conv.weight, conv.bias, [1, 1], list(conv.padding), list(conv.dilation), conv.groups)
-    chunking = any(isinstance(mode, _RowChunkedConvolution) for mode in _get_current_dispatch_mode_stack())
     fake = isinstance(x, FakeTensor)
     real = type(x) is torch.Tensor and x.is_contiguous()
-    shape = _conv_chunk_shape(args) if chunking and (real or fake) and x.device.type == "cpu" else None
+    shape = _conv_chunk_shape(args) if _chunking() and (real or fake) and x.device.type == "cpu" else None
     if shape is None:
         conv2d_into(x, conv, out)
+    elif fake and _chunks_in_place(x):
+        pass  # written into ``out`` through the reused buffers: nothing allocated
     elif fake:
         rows, cols = shape
         kh, kw = int(conv.weight.shape[2]), int(conv.weight.shape[3])
@@ -1153,8 +1177,9 @@ def size_independent_kernels(enabled: bool = True):
     """A context where inference is size-independent per pixel, if ``enabled``.
 
     * CPU: convolutions use PyTorch's native kernels (oneDNN off), over chunks of output rows when their column
-      buffer is large (:class:`_RowChunkedConvolution`), and sigmoid-like activations take the vectorised path
-      for every element (:class:`_PositionIndependentActivations`).
+      buffer is large, and those of one float image as the kernel's own im2col and matrix product in reused
+      buffers (:class:`_RowChunkedConvolution`); sigmoid-like activations take the vectorised path for every
+      element (:class:`_PositionIndependentActivations`).
     * CUDA: cuDNN convolutions in FP32 (no TF32) and not autotuned. Measured on an H200
       (``experiments/cuda_upscale.py``, reports/tiling/cuda_upscale.md): rows and tiles of FMEN-S and CARN-M are
       then bit-identical to whole-image inference under the same setting, while with TF32 (PyTorch's default for

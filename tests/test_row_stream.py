@@ -115,8 +115,10 @@ def test_upscale_by_rows_equals_whole_image_and_stays_in_the_predicted_budget(tm
     with size_independent_kernels():
         whole = upscaler(loaded.module)(lr)
     assert np.array_equal(sr, whole)
+    budget = plan_tiling(loaded, lr.shape[:2], 2**30, stream=True, method="rows").total_bytes - 1
     streamed = upscale_to_png(loaded, lr, tmp_path / "sr.png", budget, method="rows")
-    assert streamed.method == "rows" and np.array_equal(read_image_rgb(tmp_path / "sr.png"), whole)
+    assert streamed.method == "rows" and streamed.n_tiles >= 2 and streamed.total_bytes <= budget, streamed
+    assert np.array_equal(read_image_rgb(tmp_path / "sr.png"), whole)
 
 
 @pytest.mark.parametrize("chunk_bytes", [8192, 400])  # chunks of whole rows; pieces of a row

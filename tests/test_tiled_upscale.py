@@ -235,24 +235,37 @@ def test_activations_do_not_depend_on_the_tensor_size(op):
 
 @pytest.mark.parametrize("chunk_bytes", [24576, 600])  # a few output rows a chunk; a few pixels of one row
 @pytest.mark.parametrize(("cin", "cout", "kernel", "groups"), [(6, 5, 3, 1), (8, 8, 3, 4), (4, 3, 5, 1)])
-def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups, chunk_bytes):
+@pytest.mark.parametrize(("batch", "dtype"), [(1, torch.float32), (1, torch.float64), (2, torch.float32)])
+def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups, chunk_bytes, batch, dtype):
+    """In place (one image: im2col and a matrix product in reused buffers, written into the output) and by the
+    kernel per chunk (a batch), with and without bias."""
     import memsr_bench.tiling as tiling
+    from memsr_bench.measure.memory_model import predict_peak_memory
 
-    conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups)
-    x = torch.randn(1, cin, 37, 23, generator=torch.Generator().manual_seed(cin))
+    conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, dtype=dtype)
+    unbiased = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=False, dtype=dtype)
+    x = torch.randn(batch, cin, 37, 23, generator=torch.Generator().manual_seed(cin), dtype=dtype)
     with torch.inference_mode():
         with size_independent_kernels():
-            whole = conv(x)  # one call: its column buffer is far below the chunk size
-        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", chunk_bytes)
+            whole = conv(x), unbiased(x)  # one call: its column buffer is far below the chunk size
+        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", chunk_bytes * batch * x.element_size() // 4)
         with size_independent_kernels():
-            chunked = conv(x)
+            chunked = conv(x), unbiased(x)
     rows, cols = tiling._conv_chunk_shape((x, conv.weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups))
     assert (rows == 1 and cols < 23) if chunk_bytes == 600 else (1 < rows < 37 and cols == 23)
-    assert torch.equal(chunked, whole)
-    shape = (1, cin, 37, 23)
-    full = tiling.peak_with_conv_workspace(conv, shape)
-    monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 2**40)
-    assert full < tiling.peak_with_conv_workspace(conv, shape)  # the tile cost counts one chunk
+    assert tiling._chunks_in_place(x) == (batch == 1)
+    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
+    if dtype != torch.float32:
+        return  # the predicted cost takes a float32 input
+    shape = (batch, cin, 37, 23)
+    with size_independent_kernels():
+        full = tiling.peak_with_conv_workspace(conv, shape)
+        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 2**40)
+        unchunked = tiling.peak_with_conv_workspace(conv, shape)
+    if batch == 1:  # in place, in one chunk or several: no workspace beyond the reused buffers
+        assert full == unchunked == predict_peak_memory(conv, shape).peak_bytes
+    else:  # the kernel's own column buffer: one chunk's, or the whole output's
+        assert full < unchunked
 
 
 def test_tiles_with_chunked_convolutions_bit_identical(monkeypatch):
