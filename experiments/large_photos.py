@@ -279,7 +279,8 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
     write_image_rgb(lr_path, lr)
     loaded = load_model(model, scale, weights=args.weights)
     rf = receptive_field(loaded.module, scale, name=loaded.name, channels=3)
-    whole_peak = peak_with_conv_workspace(loaded.module, (1, 3, *lr_size))
+    with size_independent_kernels():  # as the whole-image reference runs
+        whole_peak = peak_with_conv_workspace(loaded.module, (1, 3, *lr_size))
     print(f"[{key}] LR {lr_size}, predicted whole-image peak {whole_peak / 2**30:.1f} GiB; upscaling...", flush=True)
 
     crop = whole_image_crop(loaded, crop, rf)
@@ -310,7 +311,7 @@ def run_case(key: str, args: argparse.Namespace) -> dict:
         start, cpu_start = time.perf_counter(), time.process_time()
         reference = run(crop_lr)
         whole_seconds, whole_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    crop_peak = peak_with_conv_workspace(loaded.module, (1, 3, *crop))
+        crop_peak = peak_with_conv_workspace(loaded.module, (1, 3, *crop))
     print(f"[{key}] whole-image crop {crop}: {whole_seconds:.1f} s", flush=True)
     bare = {}
     for name, (kernels, env) in BARE_PASSES.items():
