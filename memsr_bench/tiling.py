@@ -103,6 +103,8 @@ __all__ = [
 # narrower chunk costs per call (Python dispatch, small GEMMs): FMEN-S x4 over 256x4000 LR rows took 21.0 s whole
 # with 960 KiB chunks (pieces of a row) against 12.5 s with 8 MiB chunks.
 _CONV_CHUNK_BYTES = 8 * 2**20
+# output pixels of each matrix product of a chunked convolution (_products_in_blocks)
+_GEMM_BLOCK = 512
 # the input pixels and the columns of a chunk (_conv2d_chunks), resident once made
 _CONV_BUFFER_BYTES = 2 * _CONV_CHUNK_BYTES
 # measured RSS after imports, model and fake passes: 310 MiB, rounded up to 320 MiB; and the chunked convolutions'
@@ -184,7 +186,9 @@ class _ConvWorkspace(TorchDispatchMode):
     """Records, for each 2-D convolution of a fake pass, the bytes of the column buffer (im2col) that
     PyTorch's native CPU kernel allocates while it runs. Measured (RSS, torch 2.13): ``C_in/groups · kh
     · kw`` elements per output pixel for a kernel other than 1x1/stride 1/no padding, per group; grouped
-    convolutions also copy their inputs and outputs per group, counted here as well."""
+    convolutions also copy their inputs and outputs per group, counted here as well. None for a convolution
+    computed in place under :func:`size_independent_kernels` (``chunked``): its buffers are in the runtime
+    allowance."""
 
     _OPS = ("conv2d", "convolution")
 
@@ -210,16 +214,8 @@ class _ConvWorkspace(TorchDispatchMode):
         trivial = (kh, kw) == (1, 1) and all(int(v) == 1 for v in _pair(stride)) and _no_padding(padding)
         item = x.element_size()
         n, _, oh, ow = (int(v) for v in out.shape)
-        shape = _conv_chunk_shape(args) if self.chunked else None
-        if shape is not None and _chunks_in_place(x):  # _conv2d_chunks' buffers are in the runtime allowance
+        if self.chunked and _conv_chunk_shape(args) is not None:  # in place: buffers in the runtime allowance
             return 0
-        if shape is not None:  # _RowChunkedConvolution: one chunk's columns, its input pixels and output pixels
-            rows, cols = shape
-            cols += cols < ow  # a row's last piece may take one pixel more (_column_spans)
-            chunk_in = n * int(x.shape[1]) * (rows + kh - 1) * (cols + kw - 1) * item  # a padded copy
-            chunk_out = n * int(out.shape[1]) * rows * cols * item
-            columns = n * int(weight.shape[1]) * kh * kw * rows * cols * item
-            return columns + chunk_in + chunk_out + ((chunk_in + chunk_out) if groups > 1 else 0)
         columns = 0 if trivial else n * int(weight.shape[1]) * kh * kw * oh * ow * item
         copies = (x.numel() + out.numel()) * item if groups > 1 else 0
         return columns + copies
@@ -929,10 +925,11 @@ def release_free_heap() -> None:
 
 def _conv_chunk_shape(args) -> tuple[int, int] | None:
     """Output (rows, columns) per chunk for a ``conv2d`` call (its positional ``args``) that
-    :class:`_RowChunkedConvolution` runs through :func:`_conv2d_chunks`, or None: stride 1, no dilation, a kernel
-    larger than 1x1, integer padding, at least two output columns, and either a column buffer over
-    ``_CONV_CHUNK_BYTES`` for the whole output or an input computed in place (:func:`_chunks_in_place`: then
-    a small convolution is one chunk). Chunks are whole rows when a row's columns fit, else pieces of one row."""
+    :class:`_RowChunkedConvolution` computes in place (:func:`_conv2d_chunks`), or None (the kernel as it is):
+    one float image (:func:`_chunks_in_place`), stride 1, no dilation, a kernel larger than 1x1, integer
+    padding. A chunk has at most as many output pixels as whole blocks of ``_GEMM_BLOCK`` fit in a column
+    buffer of ``_CONV_CHUNK_BYTES`` (at least one block): whole rows when a row fits, else pieces of one row of
+    whole blocks. A small convolution is one chunk."""
     x, weight = args[0], args[1]
     if not (isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)) or x.dim() != 4 or weight.dim() != 4:
         return None
@@ -940,42 +937,25 @@ def _conv_chunk_shape(args) -> tuple[int, int] | None:
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
     if stride != [1, 1] or dilation != [1, 1] or any(isinstance(p, str) for p in padding) or kh * kw < 2:
         return None
+    if not _chunks_in_place(x):
+        return None
     out_h = int(x.shape[2]) + 2 * int(padding[0]) - kh + 1
     out_w = int(x.shape[3]) + 2 * int(padding[1]) - kw + 1
-    pixel_bytes = int(x.shape[0]) * int(weight.shape[1]) * kh * kw * x.element_size()
-    pixels = _CONV_CHUNK_BYTES // max(pixel_bytes, 1)
-    if out_w < 2:
-        return None
-    if pixels >= out_h * out_w:
-        return (out_h, out_w) if _chunks_in_place(x) else None
+    pixel_bytes = int(weight.shape[1]) * kh * kw * x.element_size()
+    pixels = max(1, _CONV_CHUNK_BYTES // max(pixel_bytes, 1) // _GEMM_BLOCK) * _GEMM_BLOCK
     if pixels >= out_w:
-        return pixels // out_w, out_w
-    return 1, max(2, pixels - 1)  # one less: the last piece of a row may take one more (_column_spans)
-
-
-def _column_spans(width: int, cols: int) -> list[tuple[int, int]]:
-    """``[c0, c1)`` pieces of a row of ``width`` output pixels, ``cols`` each, none of a single pixel: with one
-    output pixel the native kernel's product is a matrix-vector one, whose sums differ in the last bit
-    (measured, torch 2.13 with MKL), so a lone last pixel joins the piece before it."""
-    spans = [(c0, min(width, c0 + cols)) for c0 in range(0, width, cols)]
-    if len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
-        spans[-2:] = [(spans[-2][0], width)]
-    return spans
+        return min(out_h, pixels // out_w), out_w
+    return 1, pixels
 
 
 class _RowChunkedConvolution(TorchDispatchMode):
-    """Runs a large CPU ``conv2d`` over chunks of output pixels (whole rows, or pieces of a row when a row is
-    too wide), so that the native kernel's column buffer (im2col: ``C_in/groups · kh · kw`` floats per output
-    pixel, 1800 bytes a pixel for 50 channels 3x3, twice the tensors FMEN-S keeps alive) is bounded by
-    ``_CONV_CHUNK_BYTES`` instead of growing with the tile, and reused from chunk to chunk. A single float
-    image is computed in place for small convolutions too (one chunk): :func:`_conv2d_chunks`.
-
-    Each chunk reads the input pixels its outputs see, with explicit zeros where the image border is (the
-    kernel writes the same zeros into its columns for implicit padding), and is convolved without padding
-    (whole rows: without vertical padding; the kernel pads the sides as in the unchunked call):
-    every output pixel is the same sum of the same products, and the native kernel's results do not depend
-    on the number of output pixels (the premise of tiling itself, tested), so the output is the one of the
-    unchunked call. The tile cost (:func:`peak_with_conv_workspace`) counts one chunk.
+    """Runs the CPU ``conv2d`` calls of one float image (stride 1, kernels larger than 1x1) through
+    :func:`_conv2d_chunks`: over chunks of output pixels (whole rows, or pieces of a row when a row is too
+    wide) in two reused buffers, so that the column buffer (im2col: ``C_in/groups · kh · kw`` floats per
+    output pixel, 1800 bytes a pixel for 50 channels 3x3, twice the tensors FMEN-S keeps alive) is bounded by
+    ``_CONV_CHUNK_BYTES`` instead of growing with the tile, and every output pixel is computed alike in any
+    tile, band or whole image. The tile cost (:func:`peak_with_conv_workspace`) counts no workspace for them.
+    Other convolutions run as they are.
     """
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -990,20 +970,21 @@ class _RowChunkedConvolution(TorchDispatchMode):
         shape = _conv_chunk_shape(args)
         if shape is None:
             return func(*args)
-        return _conv2d_chunks(func, args, shape)
+        return _conv2d_chunks(args, shape)
 
 
-def _conv2d_chunks(func, args, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
-    """``func(*args)`` (``aten.conv2d``, stride 1, no dilation) computed in chunks of ``shape`` (rows, columns)
-    output pixels (:class:`_RowChunkedConvolution`), written into ``out`` (allocated if None).
+def _conv2d_chunks(args, shape: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """``aten.conv2d(*args)`` (one float image, stride 1, no dilation) computed in chunks of ``shape`` (rows,
+    columns) output pixels (:class:`_RowChunkedConvolution`), written into ``out`` (allocated if None).
 
-    A single float32/float64 image takes the native kernel's own two steps, each chunk and group written in
-    place: its input pixels copied into a reused buffer (explicit zeros at the image border), unfolded into a
-    reused column buffer (``im2col``), and one matrix product into the chunk's output pixels (``addmm`` on the
-    bias, ``mm`` without), the same BLAS call with the same operands as the native kernel's (tested
-    bit-identical). So a chunk allocates nothing: the buffers stay resident (in the runtime allowance) instead
-    of being allocated and faulted in again for each of the thousands of chunks of a photo. Other inputs call
-    ``func`` per chunk."""
+    The native kernel's two steps, each chunk and group written in place: the chunk's input pixels are copied
+    into a reused buffer (explicit zeros where the image border is: what the kernel writes into its columns
+    for implicit padding), unfolded into a reused column buffer (``im2col``) and multiplied by the weights into
+    the chunk's output pixels in products of ``_GEMM_BLOCK`` pixels (:func:`_products_in_blocks`). Every
+    output pixel is the same sum of the same products in any chunk, so in any tile or band of rows; for up
+    to ~1000 inputs per output the results equal the native kernel's (tested). A chunk allocates nothing: the
+    buffers stay resident (in the runtime allowance) instead of being allocated and faulted in again for each
+    of the many thousand chunks of a photo."""
     rows, cols = shape
     x, weight = args[0], args[1]
     bias = args[2] if len(args) > 2 else None
@@ -1013,51 +994,67 @@ def _conv2d_chunks(func, args, shape: tuple[int, int], out: torch.Tensor | None 
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
     out_h, out_w = height + 2 * pad_h - kh + 1, width + 2 * pad_w - kw + 1
     if out is None:
-        out = x.new_empty((x.shape[0], weight.shape[0], out_h, out_w))
-    whole_rows = cols == out_w  # the kernel pads the sides itself (no copy of the rows)
+        out = x.new_empty((1, weight.shape[0], out_h, out_w))
     in_group, out_group = int(weight.shape[1]), int(weight.shape[0]) // groups
-    in_place = _chunks_in_place(x)
-    if in_place:  # the last piece of a row may take one pixel more (_column_spans)
-        pieces, columns = _conv_buffers(x, in_group * kh * kw * rows * (cols + (cols < out_w)))
-        weights = weight.reshape(groups, out_group, in_group * kh * kw)
+    depth = in_group * kh * kw
+    pieces, columns = _conv_buffers(x, max(depth * _round_up(rows * cols, _GEMM_BLOCK), out_group * _GEMM_BLOCK))
+    weights = weight.reshape(groups, out_group, depth)
     # the chunks' ops need none of the active dispatch modes, which would add Python to each of their calls
     with _disable_current_modes():
         for r0 in range(0, out_h, rows):
             r1 = min(out_h, r0 + rows)
             top, bottom = r0 - pad_h, r1 - pad_h + kh - 1  # input rows [top, bottom) seen by rows [r0, r1)
-            for c0, c1 in [(0, out_w)] if whole_rows else _column_spans(out_w, cols):
-                left, right = (0, width) if whole_rows else (c0 - pad_w, c1 - pad_w + kw - 1)
-                inside = x[:, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+            for c0 in range(0, out_w, cols):
+                c1 = min(out_w, c0 + cols)
+                left, right = c0 - pad_w, c1 - pad_w + kw - 1  # input columns seen
+                inside = x[0, :, max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
                 border = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
-                padding = [0, pad_w if whole_rows else 0]
-                if not in_place:
-                    piece = torch.nn.functional.pad(inside, border) if any(border) else inside
-                    out[:, :, r0:r1, c0:c1] = func(piece, weight, bias, [1, 1], padding, [1, 1], groups)
-                    continue
-                if whole_rows:  # the side padding as explicit zeros too
-                    left, right = -pad_w, width + pad_w
-                    border = (pad_w, pad_w, *border[2:])
                 n_rows, n_cols, pixels = bottom - top, right - left, (r1 - r0) * (c1 - c0)
+                padded = _round_up(pixels, _GEMM_BLOCK)
                 for g in range(groups):
                     piece = pieces[: in_group * n_rows * n_cols].view(in_group, n_rows, n_cols)
                     _zero_border(piece, border)
-                    channels = inside[0, g * in_group : (g + 1) * in_group]
-                    piece[:, border[2] : n_rows - border[3], border[0] : n_cols - border[1]] = channels
+                    piece[:, border[2] : n_rows - border[3], border[0] : n_cols - border[1]] = inside[
+                        g * in_group : (g + 1) * in_group
+                    ]
                     # im2col, stride 1: column (c, i, j) of output pixel (y, x) is piece[c, y + i, x + j]
-                    unfolded = columns[: in_group * kh * kw * pixels]
-                    unfolded.view(in_group, kh, kw, r1 - r0, c1 - c0).copy_(
-                        piece.as_strided(
-                            (in_group, kh, kw, r1 - r0, c1 - c0),
-                            (n_rows * n_cols, n_cols, 1, n_cols, 1),
-                        )
+                    unfolded = columns[: depth * padded].view(depth, padded)
+                    shape5 = (in_group, kh, kw, r1 - r0, c1 - c0)
+                    columns.as_strided(shape5, (kh * kw * padded, kw * padded, padded, c1 - c0, 1)).copy_(
+                        piece.as_strided(shape5, (n_rows * n_cols, n_cols, 1, n_cols, 1))
                     )
+                    if padded > pixels:  # the last block's spare columns: their products are dropped
+                        unfolded[:, pixels:].zero_()
                     target = out[0, g * out_group : (g + 1) * out_group, r0:r1, c0:c1].view(out_group, pixels)
-                    if bias is None:
-                        torch.mm(weights[g], unfolded.view(-1, pixels), out=target)
-                    else:
-                        target.copy_(bias[g * out_group : (g + 1) * out_group, None].expand(out_group, pixels))
-                        torch.addmm(target, weights[g], unfolded.view(-1, pixels), out=target)
+                    scratch = pieces[: out_group * _GEMM_BLOCK].view(out_group, _GEMM_BLOCK)  # the piece is done
+                    group_bias = None if bias is None else bias[g * out_group : (g + 1) * out_group, None]
+                    _products_in_blocks(weights[g], unfolded, group_bias, target, scratch)
     return out
+
+
+def _products_in_blocks(
+    weight: torch.Tensor, columns: torch.Tensor, bias: torch.Tensor | None, target: torch.Tensor, scratch: torch.Tensor
+) -> None:
+    """``target = weight @ columns[:, :pixels] (+ bias)`` for ``target`` of ``pixels`` columns, as products of
+    exactly ``_GEMM_BLOCK`` columns each (``columns`` has a multiple of them; the last block goes through
+    ``scratch`` and only its first columns are kept). BLAS's sums depend on the shape of a product (MKL,
+    2 threads: from ~1000 inputs per output with few outputs, e.g. EDSR's 256 channels) but not on where a
+    column lies in it (tested), so every pixel gets the same sums in any chunk, tile or band."""
+    pixels = int(target.shape[1])
+    if bias is not None:
+        target.copy_(bias.expand_as(target))
+    for b0 in range(0, pixels, _GEMM_BLOCK):
+        block = columns[:, b0 : b0 + _GEMM_BLOCK]
+        whole = b0 + _GEMM_BLOCK <= pixels
+        dest = target[:, b0 : b0 + _GEMM_BLOCK] if whole else scratch
+        if bias is None:
+            torch.mm(weight, block, out=dest)
+        else:
+            if not whole:
+                dest.copy_(bias.expand_as(dest))
+            torch.addmm(dest, weight, block, out=dest)
+        if not whole:
+            target[:, b0:].copy_(scratch[:, : pixels - b0])
 
 
 def _chunks_in_place(x: torch.Tensor) -> bool:
@@ -1101,8 +1098,7 @@ def _chunking() -> bool:
 def _conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
     """The row streamer's convolution (:data:`~memsr_bench.row_stream.ConvInto`): under
     :func:`size_independent_kernels`, a large CPU one in chunks written straight into the layer's rows ``out`` (in
-    a predicted pass on fake tensors: nothing, or one chunk when it is not computed in place, for its memory);
-    others through
+    a predicted pass on fake tensors: nothing, it allocates nothing); others through
     :func:`~memsr_bench.row_stream.conv2d_into`."""
     args = (x, conv.weight, conv.bias, [1, 1], list(conv.padding), list(conv.dilation), conv.groups)
     fake = isinstance(x, FakeTensor)
@@ -1110,17 +1106,8 @@ def _conv2d_into(x: torch.Tensor, conv: Conv2dArgs, out: torch.Tensor) -> None:
     shape = _conv_chunk_shape(args) if _chunking() and (real or fake) and x.device.type == "cpu" else None
     if shape is None:
         conv2d_into(x, conv, out)
-    elif fake and _chunks_in_place(x):
-        pass  # written into ``out`` through the reused buffers: nothing allocated
-    elif fake:
-        rows, cols = shape
-        kh, kw = int(conv.weight.shape[2]), int(conv.weight.shape[3])
-        whole_rows = cols == int(out.shape[3])
-        piece = x[:, :, : rows + kh - 1, : x.shape[3] if whole_rows else cols + 1 + kw - 1]
-        padding = conv.padding if whole_rows else (0, 0)
-        torch.nn.functional.conv2d(piece, conv.weight, conv.bias, 1, padding, conv.dilation, conv.groups)
-    else:
-        _conv2d_chunks(torch.ops.aten.conv2d.default, args, shape, out=out)
+    elif not fake:  # (a predicted pass: written into ``out`` through the reused buffers, nothing allocated)
+        _conv2d_chunks(args, shape, out=out)
 
 
 class _PositionIndependentActivations(TorchDispatchMode):

@@ -33,6 +33,7 @@ STREAMED = [
     ("edsr-baseline", 3, SMALL_EDSR),
     ("edsr-baseline", 4, SMALL_EDSR),
     ("edsr-mini", 4, {}),
+    ("edsr", 2, {}),  # 256 channels: ~2300 inputs per output (products of fixed size, tiling._products_in_blocks)
     ("plain", 3, {}),
     ("plain-m", 4, {}),
 ]
@@ -121,7 +122,7 @@ def test_upscale_by_rows_equals_whole_image_and_stays_in_the_predicted_budget(tm
     assert np.array_equal(read_image_rgb(tmp_path / "sr.png"), whole)
 
 
-@pytest.mark.parametrize("chunk_bytes", [8192, 400])  # chunks of whole rows; pieces of a row
+@pytest.mark.parametrize("chunk_bytes", [8192, 400])  # chunks of whole rows (of at least one block of pixels)
 def test_rows_with_chunked_convolutions_written_into_the_line_buffers(monkeypatch, chunk_bytes):
     """Large convolutions are computed in chunks straight into a layer's rows (``tiling._conv2d_into``)."""
     import memsr_bench.tiling as tiling

@@ -233,39 +233,52 @@ def test_activations_do_not_depend_on_the_tensor_size(op):
             assert torch.equal(f(x[:, :, y0:y1, x0:x1].contiguous()), whole[:, :, y0:y1, x0:x1])
 
 
-@pytest.mark.parametrize("chunk_bytes", [24576, 600])  # a few output rows a chunk; a few pixels of one row
+@pytest.mark.parametrize(("size", "blocks"), [((37, 300), 2), ((5, 1300), 1)])  # chunks of 3 rows; 512 px of a row
 @pytest.mark.parametrize(("cin", "cout", "kernel", "groups"), [(6, 5, 3, 1), (8, 8, 3, 4), (4, 3, 5, 1)])
-@pytest.mark.parametrize(("batch", "dtype"), [(1, torch.float32), (1, torch.float64), (2, torch.float32)])
-def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups, chunk_bytes, batch, dtype):
-    """In place (one image: im2col and a matrix product in reused buffers, written into the output) and by the
-    kernel per chunk (a batch), with and without bias."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_chunked_convolution_is_bit_identical(monkeypatch, cin, cout, kernel, groups, size, blocks, dtype):
+    """In place (im2col and products of _GEMM_BLOCK pixels in reused buffers, written into the output), with and
+    without bias: equal to the in-place computation in one chunk and, in float32, to the native kernel's call."""
     import memsr_bench.tiling as tiling
     from memsr_bench.measure.memory_model import predict_peak_memory
 
-    conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, dtype=dtype)
-    unbiased = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=False, dtype=dtype)
-    x = torch.randn(batch, cin, 37, 23, generator=torch.Generator().manual_seed(cin), dtype=dtype)
+    convs = [
+        torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=bias, dtype=dtype)
+        for bias in (True, False)
+    ]
+    x = torch.randn(1, cin, *size, generator=torch.Generator().manual_seed(cin), dtype=dtype)
+    args = (x, convs[0].weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups)
     with torch.inference_mode():
+        with torch.backends.mkldnn.flags(enabled=False):
+            native = [conv(x) for conv in convs]  # the kernel itself, one call
         with size_independent_kernels():
-            whole = conv(x), unbiased(x)  # one call: its column buffer is far below the chunk size
-        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", chunk_bytes * batch * x.element_size() // 4)
+            whole = [conv(x) for conv in convs]  # one chunk
+        depth = cin // groups * kernel * kernel
+        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", blocks * tiling._GEMM_BLOCK * depth * x.element_size())
         with size_independent_kernels():
-            chunked = conv(x), unbiased(x)
-    rows, cols = tiling._conv_chunk_shape((x, conv.weight, None, [1, 1], [kernel // 2] * 2, [1, 1], groups))
-    assert (rows == 1 and cols < 23) if chunk_bytes == 600 else (1 < rows < 37 and cols == 23)
-    assert tiling._chunks_in_place(x) == (batch == 1)
-    assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
-    if dtype != torch.float32:
-        return  # the predicted cost takes a float32 input
-    shape = (batch, cin, 37, 23)
-    with size_independent_kernels():
-        full = tiling.peak_with_conv_workspace(conv, shape)
-        monkeypatch.setattr(tiling, "_CONV_CHUNK_BYTES", 2**40)
-        unchunked = tiling.peak_with_conv_workspace(conv, shape)
-    if batch == 1:  # in place, in one chunk or several: no workspace beyond the reused buffers
-        assert full == unchunked == predict_peak_memory(conv, shape).peak_bytes
-    else:  # the kernel's own column buffer: one chunk's, or the whole output's
-        assert full < unchunked
+            chunked = [conv(x) for conv in convs]
+    rows, cols = tiling._conv_chunk_shape(args)
+    assert (rows, cols) == ((3, 300) if blocks == 2 else (1, 512))
+    for n, w, c in zip(native, whole, chunked, strict=True):
+        assert torch.equal(c, w)
+        assert torch.equal(c, n) or dtype == torch.float64  # MKL's dgemm sums differ with the product's size
+    assert tiling._conv_chunk_shape((x.expand(2, -1, -1, -1).contiguous(), *args[1:])) is None  # a batch: the kernel
+    if dtype == torch.float32:  # the predicted cost (float32 input): no workspace in place, the kernel's without
+        shape = (1, cin, *size)
+        with size_independent_kernels():
+            assert tiling.peak_with_conv_workspace(convs[0], shape) == predict_peak_memory(convs[0], shape).peak_bytes
+        assert tiling.peak_with_conv_workspace(convs[0], shape) > predict_peak_memory(convs[0], shape).peak_bytes
+
+
+def test_chunked_products_do_not_depend_on_the_chunk_for_wide_convolutions():
+    """Over ~1000 inputs per output and few outputs, MKL's sums depend on the product's size (2 threads): the
+    products of _GEMM_BLOCK pixels keep rows computed alone equal to the whole image (zoo edsr: 256 channels)."""
+    conv = torch.nn.Conv2d(128, 3, 3, padding=1)
+    x = torch.randn(1, 128, 24, 23, generator=torch.Generator().manual_seed(0))
+    with size_independent_kernels(), torch.inference_mode():
+        whole = conv(x)
+        rows = torch.nn.functional.conv2d(x[:, :, 4:18].contiguous(), conv.weight, conv.bias, 1, (0, 1))  # 5..16
+    assert torch.equal(rows, whole[:, :, 5:17])
 
 
 def test_tiles_with_chunked_convolutions_bit_identical(monkeypatch):
