@@ -1174,7 +1174,7 @@ def size_independent_kernels(enabled: bool = True):
       one level in a few pixels per million."""
     import warnings
 
-    if not enabled:
+    if not enabled or _chunking():  # off, or already in force (a second set of modes would only cost time)
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     with warnings.catch_warnings():  # torch warns about TF32 on Intel GPUs when the flags are set
