@@ -75,24 +75,41 @@ NOTES = [
     "against it spans 0.70 to 0.85; at 3057b74 (the row above) 9.6, 10.4 and 9.0 s, and the bold ratio was 0.82 "
     "where the run at d37140e gave 0.70. Earlier: a 180x4000 strip took 10.0 s, then 7.8 s twice; 512x4000, "
     "32.6 s then 24.8 s. Compare ratios only within one run of this script.",
-    "Whole-image throughput depends on the image's shape as well as its size: the 207x4000 strip ran at 1.08 M SR "
-    "px/s and the 800x1000 crop at 1.28 M (huge pages, mean of two rounds; the command on the 4000-wide photo: "
+    "Whole-image throughput depended on the image's shape as well as its size until the chunk loop ran without "
+    "dispatch modes (53888ab: the 207x4000 strip 1.36 M SR px/s, the 800x1000 crop 1.37 M, huge pages, mean of two "
+    "rounds): at 3057b74 the strip ran at 1.08 M SR "
+    "px/s and the crop at 1.28 M (the command on the 4000-wide photo: "
     "1.06 M); at d37140e 1.33 M and 1.45 M; earlier, back to back, "
     "1.49 M on 180x4000 and 1.59 M on 720x1000. Per pixel it also slowed with the size: whole-image inference of "
     "1024x4000 took 70 and 77 s (4.3-4.8 s per 64 rows), 256x4000 11.5-13.6 s (2.9-3.4 s) in runs minutes before.",
-    "Page faults: the row pass returns glibc's free heap to the OS after each chunked convolution (malloc_trim "
-    "also releases the freed column buffer), so each of the ~100 convolution calls of a band faults its buffer in "
-    "again: 585 k minor faults for FMEN-S on 256x4000 LR against 94 k for whole-image inference (one call per "
-    "layer). Trimming only after each band cut that to 128 k, but CARN-M on a 768x6000 strip then peaked at "
-    "1080 MiB for 946 MiB planned, so it was not kept.",
+    "Chunked convolutions in place (53888ab; products of 512 pixels since 5f2e010): each chunk's im2col (a strided "
+    "copy) and matrix products run in two resident 8 MiB buffers and write into the output, with the dispatch "
+    "modes off. Before, each chunk called the native kernel, whose column buffer came from glibc's heap and was "
+    "returned after each convolution (385-485 k minor faults for FMEN-S on 256x4000 LR against 41 k for "
+    "whole-image inference), and every op of the chunk loop went through the Python dispatch modes (3.7 s of "
+    "14.2 s of CPU time under the profiler on 256x4000). FMEN-S on 256x4000 LR by rows: 15.5 and 17.0 s before, "
+    "10.6 and 11.6 s after (runs minutes apart); the command on the photo: 181 s at 3057b74, 153 s at 53888ab.",
     "CARN-M at 4cc3085 (8-row bands, 1002 MiB planned) peaked at 1027 MiB, 3 MiB over the budget. On a 256x6000 "
     "strip RSS sampled every 10 ms peaked in the last 2 s of the image (958 MiB; about 640 MiB before), where the "
     "predicted tensor peak also lay (553 MiB, against 310 MiB in the steady state): once the last band was in, "
     "every layer computed all its remaining rows in one sweep. Since 490a544 a layer computes at most a band's "
-    "worth of rows per sweep: the photo plans 16-row bands at 912 MiB and peaked at 946 MiB (the row above), "
-    "within the budget but still 34 MiB (3.7 %) above the plan: the runtime allowance is short for CARN-M.",
-    "The chunked convolutions clear PyTorch's huge-page mark from glibc's heap (since f32c460); without it CARN-M "
-    "peaked at 2230 MiB on this photo (khugepaged filled the marked heap ranges). The fmen-s-x4 row ran with "
+    "worth of rows per sweep: the photo planned 16-row bands at 912 MiB and peaked at 946 MiB (490a544), 34 MiB "
+    "(3.7 %) above the plan. With the chunked convolutions in place (53888ab, the row above) it peaked at 915 MiB "
+    "for 910.5 MiB planned (0.5 % above). Its first bare round there took 7.2 s against 4.4 s after the command: "
+    "the bold ratio (0.964, mean of the rounds) is 0.73 against the faster round alone.",
+    "FMEN-S at 53888ab (one product per chunk) ran 153 s (planning 7.2 s, PNG 3.3 s) at 0.918 of the fastest bare "
+    "pass (the crop with huge pages, 9.8 and 8.9 s; the passes alone 0.986). The row above (8b5df74, products of 512 "
+    "pixels) ran with the machine about 30 % slower (the same crop pass 11.5 and 13.9 s; 202.6 s, planning 4.5 s, "
+    "PNG 3.6 s): 0.898 of the fastest bare pass, the strip with huge pages (11.4 and 13.7 s), and 0.935 for the "
+    "passes alone. A run at 8b5df74 while a test run shared the machine (the crop's first bare pass 174 s) is not "
+    "reported.",
+    "BLAS sums depend on the product's size: MKL's sgemm (2 threads) gave other sums for some column counts (600-699 "
+    "of 4000, and under 6) from about 1000 inputs per output with 8 or 48 outputs (never at 450, FMEN-S's). Rows of "
+    "zoo edsr (256 channels, 2304 inputs) differed from its whole image in 1454-3945 values by up to 3e-5 (of 0..1) "
+    "before 5f2e010; products of exactly 512 pixels made them equal (tests/test_row_stream.py).",
+    "From f32c460 to 53888ab the chunked convolutions took their buffers from glibc's heap and cleared PyTorch's "
+    "huge-page mark from it; without the clearing CARN-M peaked at 2230 MiB on this photo (khugepaged filled the "
+    "marked heap ranges). Now no block of 1 MiB or more comes from the heap. The fmen-s-x4 row ran with "
     "--no-full-reference: its decoded pixels' sha256 equals that of the run at d7f061e (223 s, 756 MiB), whose "
     "full photo was identical to whole-image inference run separately (max abs diff 0; 9.5 GiB, 223 s).",
     "Where the streamed time goes (FMEN-S x4, 512x4000 LR, one process, aten ops timed by a dispatch mode), at "
