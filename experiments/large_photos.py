@@ -100,7 +100,7 @@ NOTES = [
     "FMEN-S at 53888ab (one product per chunk) ran 153 s (planning 7.2 s, PNG 3.3 s) at 0.918 of the fastest bare "
     "pass (the crop with huge pages, 9.8 and 8.9 s; the passes alone 0.986). The row above (8b5df74, products of 512 "
     "pixels) ran with the machine about 30 % slower (the same crop pass 11.5 and 13.9 s; 202.6 s, planning 4.5 s, "
-    "PNG 3.6 s): 0.898 of the fastest bare pass, the strip with huge pages (11.4 and 13.7 s), and 0.935 for the "
+    "PNG 3.6 s): 0.897 of the fastest bare pass, the strip with huge pages (11.4 and 13.7 s), and 0.934 for the "
     "passes alone. A run at 8b5df74 while a test run shared the machine (the crop's first bare pass 174 s) is not "
     "reported.",
     "BLAS sums depend on the product's size: MKL's sgemm (2 threads) gave other sums for some column counts (600-699 "
