@@ -941,6 +941,8 @@ def _conv_chunk_shape(args) -> tuple[int, int] | None:
         return None
     out_h = int(x.shape[2]) + 2 * int(padding[0]) - kh + 1
     out_w = int(x.shape[3]) + 2 * int(padding[1]) - kw + 1
+    if out_h < 1 or out_w < 1:  # the kernel says what is wrong
+        return None
     pixel_bytes = int(weight.shape[1]) * kh * kw * x.element_size()
     pixels = max(1, _CONV_CHUNK_BYTES // max(pixel_bytes, 1) // _GEMM_BLOCK) * _GEMM_BLOCK
     if pixels >= out_w:
@@ -1058,7 +1060,8 @@ def _products_in_blocks(
 
 
 def _chunks_in_place(x: torch.Tensor) -> bool:
-    """Whether :func:`_conv2d_chunks` computes ``x``'s chunks in its reused buffers (else it calls the kernel)."""
+    """Whether ``x`` is one float image, whose convolutions :func:`_conv2d_chunks` computes in place (else the
+    kernel runs them as it is)."""
     return int(x.shape[0]) == 1 and x.dtype in (torch.float32, torch.float64)
 
 
