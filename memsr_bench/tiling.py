@@ -1013,6 +1013,9 @@ def _conv2d_chunks(args, shape: tuple[int, int], out: torch.Tensor | None = None
                 border = (max(0, -left), max(0, right - width), max(0, -top), max(0, bottom - height))
                 n_rows, n_cols, pixels = bottom - top, right - left, (r1 - r0) * (c1 - c0)
                 padded = _round_up(pixels, _GEMM_BLOCK)
+                unfolded = columns[: depth * padded].view(depth, padded)
+                if padded > pixels:  # the last block's spare columns (every group's unfold leaves them): dropped
+                    unfolded[:, pixels:].zero_()
                 for g in range(groups):
                     piece = pieces[: in_group * n_rows * n_cols].view(in_group, n_rows, n_cols)
                     _zero_border(piece, border)
@@ -1020,13 +1023,10 @@ def _conv2d_chunks(args, shape: tuple[int, int], out: torch.Tensor | None = None
                         g * in_group : (g + 1) * in_group
                     ]
                     # im2col, stride 1: column (c, i, j) of output pixel (y, x) is piece[c, y + i, x + j]
-                    unfolded = columns[: depth * padded].view(depth, padded)
                     shape5 = (in_group, kh, kw, r1 - r0, c1 - c0)
                     columns.as_strided(shape5, (kh * kw * padded, kw * padded, padded, c1 - c0, 1)).copy_(
                         piece.as_strided(shape5, (n_rows * n_cols, n_cols, 1, n_cols, 1))
                     )
-                    if padded > pixels:  # the last block's spare columns: their products are dropped
-                        unfolded[:, pixels:].zero_()
                     target = out[0, g * out_group : (g + 1) * out_group, r0:r1, c0:c1].view(out_group, pixels)
                     scratch = pieces[: out_group * _GEMM_BLOCK].view(out_group, _GEMM_BLOCK)  # the piece is done
                     group_bias = None if bias is None else bias[g * out_group : (g + 1) * out_group, None]
