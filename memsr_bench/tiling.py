@@ -231,14 +231,21 @@ def _no_padding(padding) -> bool:
     return all(int(v) == 0 for v in _pair(padding))
 
 
-def peak_with_conv_workspace(module: torch.nn.Module, shape: tuple[int, ...]) -> int:
+def peak_with_conv_workspace(
+    module: torch.nn.Module, shape: tuple[int, ...], stop_above_bytes: int | None = None
+) -> int:
     """Predicted tensor peak of ``module`` on ``shape`` with each convolution's native CPU column buffer
     added to the live bytes at that convolution (conservatively to the peak if they cannot be matched); under
-    :func:`size_independent_kernels` as its chunked convolutions allocate (none in place)."""
+    :func:`size_independent_kernels` as its chunked convolutions allocate (none in place).
+
+    ``stop_above_bytes``: the pass ends once its live tensors exceed it (it does not fit), and a number above
+    it is returned, a lower bound of the peak."""
     from memsr_bench.measure.memory_model import predict_peak_memory
 
     workspace = _ConvWorkspace(_chunking())
-    prediction = predict_peak_memory(module, shape, observers=[workspace])
+    prediction = predict_peak_memory(module, shape, observers=[workspace], stop_above_bytes=stop_above_bytes)
+    if prediction.stopped:
+        return prediction.peak_bytes
     ops = ("aten.conv2d", "aten.convolution")
     at_convs = [live for name, live in prediction.timeline if name.split(" @")[0] in ops]
     if len(at_convs) == len(workspace.bytes):
@@ -569,28 +576,35 @@ def _plan_rows(loaded, program: RowProgram, lr_size, max_memory_bytes: int, rf: 
     input_range = loaded.entry.spec.input_range
     base = max_memory_bytes - RUNTIME_ALLOWANCE_BYTES
 
-    def cost(rows: int) -> tuple[int, int]:
-        last = height - rows * ((height - 1) // rows)  # the real last band
-        full = -(-radius // rows) + 2  # bands until the first output rows: the steady state
-        simulated = height if height <= (full + 1) * rows else full * rows + last
-        peak = peak_with_conv_workspace(
-            _RowPass(program, simulated, input_range, module_device(loaded.module)), (1, 3, rows, width)
-        )
+    def cost(rows: int) -> tuple[int, int] | None:
+        """(tensor peak with its margin, host bytes) of bands of ``rows``, or None if they do not fit."""
         out_rows = min(height, rows + 2 * radius) * s  # the most output rows one step finishes (the last)
         if stream:
             host = 3 * height * width + 2 * 3 * out_rows * width * s + _png_writer_bytes(width * s)
         else:
             host = 3 * height * width * (1 + s**2) + 3 * out_rows * width * s
-        return int(peak * _PEAK_MARGIN), host
+        limit = int((base - host) / _PEAK_MARGIN)  # the largest tensor peak that fits
+        if limit < 0:
+            return None
+        last = height - rows * ((height - 1) // rows)  # the real last band
+        full = -(-radius // rows) + 2  # bands until the first output rows: the steady state
+        simulated = height if height <= (full + 1) * rows else full * rows + last
+        # a pass that does not fit ends where it first exceeds the limit, often in its first ops
+        peak = peak_with_conv_workspace(
+            _RowPass(program, simulated, input_range, module_device(loaded.module)),
+            (1, 3, rows, width),
+            stop_above_bytes=limit,
+        )
+        return (int(peak * _PEAK_MARGIN), host) if peak <= limit else None
 
     top = min(height, max(_MIN_BAND, _BAND_PIXELS // max(width, 1)))
     chosen = None
     # tallest first: the image (or _BAND_PIXELS), then powers of two below it (one within 20 % of it adds a
     # predicted pass and little else)
     for rows in [top, *(r for r in (2**k for k in range(20, 2, -1)) if _MIN_BAND <= r < min(top, 0.8 * top + 1))]:
-        peak, host = cost(rows)
-        if peak + host <= base:
-            chosen = rows, peak, host
+        fits = cost(rows)
+        if fits is not None:
+            chosen = rows, *fits
             break
     if chosen is None:
         return None

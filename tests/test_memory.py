@@ -280,6 +280,24 @@ def test_last_use_lifetimes_free_dead_locals():
         predict_peak_memory(model, (1, 3, h, w), lifetimes="greedy")
 
 
+def test_prediction_stops_once_above_the_limit():
+    """``stop_above_bytes``: a pass that exceeds it ends at the first op above it, with a lower bound of the
+    peak above the limit; a limit at the peak changes nothing."""
+    model = make("fmen_like")
+    full = predict_peak_memory(model, (1, 3, 16, 16))
+    assert not full.stopped
+    limit = (full.timeline[0][1] + full.peak_bytes) // 2  # between the first op and the peak
+    assert full.timeline[0][1] <= limit < full.peak_bytes
+    stopped = predict_peak_memory(model, (1, 3, 16, 16), stop_above_bytes=limit)
+    assert stopped.stopped
+    assert limit < stopped.peak_bytes <= full.peak_bytes
+    first_above = next(i for i, (_, live) in enumerate(full.timeline) if live > limit)
+    assert stopped.timeline == full.timeline[: first_above + 1]
+    assert predict_peak_memory(model, (1, 3, 16, 16), stop_above_bytes=full.peak_bytes) == full
+    with pytest.raises(ValueError, match="eager"):
+        predict_peak_memory(model, (1, 3, 16, 16), lifetimes="last_use", stop_above_bytes=limit)
+
+
 def test_prediction_allocates_nothing_for_large_inputs():
     """A 4K input to the plain stack: predicted from shapes alone (fake tensors), in a blink."""
     c = 32

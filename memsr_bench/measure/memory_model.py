@@ -57,7 +57,9 @@ class MemoryPrediction:
     """Predicted peak memory of one forward pass, in bytes (live tensor storage).
 
     ``timeline[i] = (name of node i, live bytes right after node i ran)`` under ``lifetimes``;
-    ``peak_node`` names the node where ``peak_bytes`` is reached (the first, on ties).
+    ``peak_node`` names the node where ``peak_bytes`` is reached (the first, on ties). ``stopped``: the
+    pass was ended as soon as the live bytes exceeded ``stop_above_bytes``; the timeline then ends there,
+    and ``peak_bytes`` (above that limit) and both policies' peaks are lower bounds of the full pass's.
     ``weights_bytes`` includes constant tensors the model reads; ``output_bytes`` is the output's
     storage. ``eager_peak_bytes`` and ``last_use_peak_bytes`` are the peaks under both policies.
     """
@@ -73,6 +75,7 @@ class MemoryPrediction:
     lifetimes: str
     eager_peak_bytes: int
     last_use_peak_bytes: int
+    stopped: bool = False  # the pass ended early, above ``stop_above_bytes``: ``peak_bytes`` is a lower bound
 
     @property
     def activations_bytes(self) -> int:
@@ -94,9 +97,17 @@ class _Graph:
     output_bytes: int
 
 
+class _Stop(Exception):
+    """Raised inside the fake pass once the live bytes exceed the caller's limit."""
+
+
 def _trace(
-    model: nn.Module, input_shape: Sequence[int], dtype: torch.dtype, observers: Sequence[AbstractContextManager] = ()
-) -> _Graph:
+    model: nn.Module,
+    input_shape: Sequence[int],
+    dtype: torch.dtype,
+    observers: Sequence[AbstractContextManager] = (),
+    stop_above_bytes: int | None = None,
+) -> tuple[_Graph, bool]:
     names: list[str] = []
     inputs: list[list[int]] = []
     outputs: list[list[int]] = []
@@ -110,6 +121,8 @@ def _trace(
         inputs.append(in_ids)
         outputs.append(out_ids)
         eager_live.append(mode.live)
+        if stop_above_bytes is not None and mode.live > stop_above_bytes:
+            raise _Stop
 
     mode = LiveStorageMode(on_op=on_op)
     weight_ids = mode.track(model_tensors(model))
@@ -120,11 +133,16 @@ def _trace(
         input_ids.extend(mode.track([x]))
         start.append(mode.live)
 
-    out = fake_forward(model, input_shape, dtype, [modules, mode, *observers], on_input=on_input)
+    try:
+        out = fake_forward(model, input_shape, dtype, [modules, mode, *observers], on_input=on_input)
+    except _Stop:
+        out, stopped = None, True
+    else:
+        stopped = False
     out_ids = set(mode.track(t for t in tree_leaves(out) if isinstance(t, torch.Tensor)))
     del out
     start_live = start[0]
-    return _Graph(
+    graph = _Graph(
         names=names,
         inputs=inputs,
         outputs=outputs,
@@ -137,6 +155,7 @@ def _trace(
         input_bytes=mode.bytes_of(input_ids),
         output_bytes=mode.bytes_of(out_ids),
     )
+    return graph, stopped
 
 
 def _last_use_live(g: _Graph) -> list[int]:
@@ -171,16 +190,23 @@ def predict_peak_memory(
     dtype: torch.dtype = torch.float32,
     lifetimes: str = "eager",
     observers: Sequence[AbstractContextManager] = (),
+    stop_above_bytes: int | None = None,
 ) -> MemoryPrediction:
     """Predict the peak live tensor storage of ``model`` on an input of ``input_shape`` (N, C, H, W).
 
     Nothing is allocated and no kernel runs (fake tensors), so any input size is cheap. See the
     module docstring for the two ``lifetimes`` policies. ``observers`` are entered around the same
     fake pass (e.g. a :class:`~memsr_bench.measure.counters.CountingPass`, to count in it too).
+
+    ``stop_above_bytes`` (``"eager"`` only): end the pass as soon as the live bytes exceed it, for
+    "does it fit?" questions, where a pass that does not fit is often decided in its first ops; the
+    result is then ``stopped``, with a ``peak_bytes`` above the limit that is a lower bound.
     """
     if lifetimes not in LIFETIMES:
         raise ValueError(f"lifetimes must be one of {LIFETIMES}, not {lifetimes!r}")
-    g = _trace(model, input_shape, dtype, observers)
+    if stop_above_bytes is not None and lifetimes != "eager":
+        raise ValueError("stop_above_bytes needs the eager lifetimes (last-use lifetimes need the whole pass)")
+    g, stopped = _trace(model, input_shape, dtype, observers, stop_above_bytes)
     timelines = {"eager": g.eager_live, "last_use": _last_use_live(g)}
     peaks = {k: max([g.start_live, *v]) for k, v in timelines.items()}
     live = timelines[lifetimes]
@@ -198,6 +224,7 @@ def predict_peak_memory(
         lifetimes=lifetimes,
         eager_peak_bytes=peaks["eager"],
         last_use_peak_bytes=peaks["last_use"],
+        stopped=stopped,
     )
 
 
@@ -293,7 +320,9 @@ def largest_input_for_budget(
     def fits(k: int) -> bool:
         if k not in cache:
             h, w = size(k)
-            cache[k] = predict_peak_memory(model, (batch, c, h, w), dtype, lifetimes).peak_bytes <= budget_bytes
+            stop = budget_bytes if lifetimes == "eager" else None  # a size that does not fit ends early
+            prediction = predict_peak_memory(model, (batch, c, h, w), dtype, lifetimes, stop_above_bytes=stop)
+            cache[k] = prediction.peak_bytes <= budget_bytes
         return cache[k]
 
     # first guess from the affine fit on two small sizes, then bracket and bisect on k
