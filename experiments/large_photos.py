@@ -98,11 +98,13 @@ NOTES = [
     "for 910.5 MiB planned (0.5 % above). Its first bare round there took 7.2 s against 4.4 s after the command: "
     "the bold ratio (0.964, mean of the rounds) is 0.73 against the faster round alone.",
     "FMEN-S at 53888ab (one product per chunk) ran 153 s (planning 7.2 s, PNG 3.3 s) at 0.918 of the fastest bare "
-    "pass (the crop with huge pages, 9.8 and 8.9 s; the passes alone 0.986). The row above (8b5df74, products of 512 "
-    "pixels) ran with the machine about 30 % slower (the same crop pass 11.5 and 13.9 s; 202.6 s, planning 4.5 s, "
-    "PNG 3.6 s): 0.897 of the fastest bare pass, the strip with huge pages (11.4 and 13.7 s), and 0.934 for the "
-    "passes alone. A run at 8b5df74 while a test run shared the machine (the crop's first bare pass 174 s) is not "
-    "reported.",
+    "pass (the crop with huge pages, 9.8 and 8.9 s; the passes alone 0.986). At 8b5df74 (products of 512 pixels), "
+    "with the machine about 30 % slower (the same crop pass 11.5 and 13.9 s): 202.6 s (planning 4.5 s, PNG 3.6 s), "
+    "0.897 of the fastest bare pass, the strip with huge pages (11.4 and 13.7 s), and 0.934 for the passes alone. "
+    "Since f1c48ee (the row above, the machine slow again: the crop pass 15.6 and 13.7 s) a predicted band pass "
+    "that cannot fit ends where its live tensors first exceed the budget (the 262- and 128-row candidates after 54 "
+    "and 1536 of about 3100 ops): planning 2.9 s. A run at 8b5df74 while a test run shared the machine (the crop's "
+    "first bare pass 174 s) is not reported.",
     "BLAS sums depend on the product's size: MKL's sgemm (2 threads) gave other sums for some column counts (600-699 "
     "of 4000, and under 6) from about 1000 inputs per output with 8 or 48 outputs (never at 450, FMEN-S's). Rows of "
     "zoo edsr (256 channels, 2304 inputs) differed from its whole image in 1454-3945 values by up to 3e-5 (of 0..1) "
