@@ -94,9 +94,12 @@ NOTES = [
     "predicted tensor peak also lay (553 MiB, against 310 MiB in the steady state): once the last band was in, "
     "every layer computed all its remaining rows in one sweep. Since 490a544 a layer computes at most a band's "
     "worth of rows per sweep: the photo planned 16-row bands at 912 MiB and peaked at 946 MiB (490a544), 34 MiB "
-    "(3.7 %) above the plan. With the chunked convolutions in place (53888ab, the row above) it peaked at 915 MiB "
-    "for 910.5 MiB planned (0.5 % above). Its first bare round there took 7.2 s against 4.4 s after the command: "
-    "the bold ratio (0.964, mean of the rounds) is 0.73 against the faster round alone.",
+    "(3.7 %) above the plan. With the chunked convolutions in place (53888ab) it peaked at 915 MiB for 910.5 MiB "
+    "planned (0.5 % above), in 662 s (planning 10.1 s); its first bare round there took 7.2 s against 4.4 s after "
+    "the command: the bold ratio (0.964, mean of the rounds) was 0.73 against the faster round alone. At e678b2b "
+    "(the row above: products of 512 pixels, planning passes that cannot fit ended early) it peaked at 908 MiB, "
+    "in 786 s (planning 4.0 s) with the machine slower (bare rounds 7.6 and 6.0 s): 0.84 against the faster round "
+    "alone; its decoded pixels are those of the run at 53888ab.",
     "FMEN-S at 53888ab (one product per chunk) ran 153 s (planning 7.2 s, PNG 3.3 s) at 0.918 of the fastest bare "
     "pass (the crop with huge pages, 9.8 and 8.9 s; the passes alone 0.986). At 8b5df74 (products of 512 pixels), "
     "with the machine about 30 % slower (the same crop pass 11.5 and 13.9 s): 202.6 s (planning 4.5 s, PNG 3.6 s), "
