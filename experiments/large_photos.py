@@ -104,10 +104,13 @@ NOTES = [
     "pass (the crop with huge pages, 9.8 and 8.9 s; the passes alone 0.986). At 8b5df74 (products of 512 pixels), "
     "with the machine about 30 % slower (the same crop pass 11.5 and 13.9 s): 202.6 s (planning 4.5 s, PNG 3.6 s), "
     "0.897 of the fastest bare pass, the strip with huge pages (11.4 and 13.7 s), and 0.934 for the passes alone. "
-    "Since f1c48ee (the row above, the machine slow again: the crop pass 15.6 and 13.7 s) a predicted band pass "
-    "that cannot fit ends where its live tensors first exceed the budget (the 262- and 128-row candidates after 54 "
-    "and 1536 of about 3100 ops): planning 2.9 s. A run at 8b5df74 while a test run shared the machine (the crop's "
-    "first bare pass 174 s) is not reported.",
+    "Since f1c48ee a predicted band pass that cannot fit ends where its live tensors first exceed the budget (the "
+    "262- and 128-row candidates after 54 and 1536 of about 3100 ops). At f1c48ee, the machine slow again (the crop "
+    "pass 15.6 and 13.7 s): 193 s (planning 2.9 s, PNG 3.6 s), 1.005 of the fastest bare pass (the strip with huge "
+    "pages, 13.2 and 13.6 s), the same decoded pixels. At f499df3 (the row above, with the full photo's "
+    "whole-image reference): 188 s (planning 2.1 s), 1.057 of the fastest bare pass (the strip, native, 11.8 and "
+    "15.6 s): 0.910 against its faster round alone. A run at 8b5df74 while a test run shared the machine (the "
+    "crop's first bare pass 174 s) is not reported.",
     "BLAS sums depend on the product's size: MKL's sgemm (2 threads) gave other sums for some column counts (600-699 "
     "of 4000, and under 6) from about 1000 inputs per output with 8 or 48 outputs (never at 450, FMEN-S's). Rows of "
     "zoo edsr (256 channels, 2304 inputs) differed from its whole image in 1454-3945 values by up to 3e-5 (of 0..1) "
