@@ -161,6 +161,19 @@ def test_the_predicted_row_pass_peak_is_the_measured_one():
     assert measured == predicted
 
 
+def test_planning_passes_ended_early_choose_the_same_bands(monkeypatch):
+    """The planner ends a predicted band pass once it exceeds the budget; the plans are those of full passes."""
+    import memsr_bench.tiling as tiling
+
+    loaded = _model("fmen-s-deploy", 4)
+    size, budgets = (300, 2000), [n * 2**20 for n in (500, 800)]  # bands of 32 and 128 rows
+    early = [plan_tiling(loaded, size, b, stream=True, method="rows") for b in budgets]
+    full_pass = tiling.peak_with_conv_workspace
+    monkeypatch.setattr(tiling, "peak_with_conv_workspace", lambda module, shape, **_: full_pass(module, shape))
+    assert [plan_tiling(loaded, size, b, stream=True, method="rows") for b in budgets] == early
+    assert len({plan.tile for plan in early}) == len(budgets), [plan.tile for plan in early]
+
+
 def test_auto_takes_rows_where_it_can_and_tiles_elsewhere():
     size = (300, 400)
     rows = plan_tiling(_model("fmen-s-deploy", 4), size, 400 * 2**20, stream=True)
