@@ -183,3 +183,22 @@ def test_report_adds_the_users_models(tmp_path: Path, capsys, monkeypatch):
     table = (tmp_path / "r" / "efficiency" / "ntire2022.md").read_text()
     assert "| ★ net:build | 4 | 256x256 | 1.3 |" in table and "| fsrcnn | 4 |" in table
     assert f"net:build x4: file {model}; input RGB 0..1 (default" in table
+
+
+def test_report_index_is_the_same_whether_quality_was_rebuilt_or_found(tmp_path):
+    """The main job without data keeps the quality tables an earlier run wrote, listed where and as that run
+    listed them: running it leaves a committed index unchanged."""
+    from memsr_bench.reporting.report import _existing_sections, write_index
+
+    for name in ("report_quality", "bicubic", "zoo_checkpoints"):
+        (tmp_path / "quality").mkdir(exist_ok=True)
+        (tmp_path / "quality" / f"{name}.md").write_text("table\n")
+    indexes = []
+    for quality in (["- [quality/report_quality.md](quality/report_quality.md)"], []):  # rebuilt, or not
+        sections = {"Efficiency (no data needed)": ["- [efficiency/x.md](efficiency/x.md)"], "Quality": quality}
+        sections["Figures"] = ["![f](figures/f.png)"]
+        _existing_sections(tmp_path, sections)
+        indexes.append(write_index(tmp_path, sections).read_text())
+    assert indexes[0] == indexes[1]
+    assert indexes[0].index("## Quality") < indexes[0].index("## Figures")
+    assert indexes[0].count("quality/") == 2 * 3
