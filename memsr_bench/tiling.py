@@ -186,9 +186,9 @@ class _ConvWorkspace(TorchDispatchMode):
     """Records, for each 2-D convolution of a fake pass, the bytes of the column buffer (im2col) that
     PyTorch's native CPU kernel allocates while it runs. Measured (RSS, torch 2.13): ``C_in/groups · kh
     · kw`` elements per output pixel for a kernel other than 1x1/stride 1/no padding, per group; grouped
-    convolutions also copy their inputs and outputs per group, counted here as well. None for a convolution
-    computed in place under :func:`size_independent_kernels` (``chunked``): its buffers are in the runtime
-    allowance."""
+    convolutions also copy their inputs and outputs per group, counted here as well. Nothing (0) for a
+    convolution computed in place under :func:`size_independent_kernels` (``chunked``): its buffers are in the
+    runtime allowance."""
 
     _OPS = ("conv2d", "convolution")
 
@@ -208,14 +208,14 @@ class _ConvWorkspace(TorchDispatchMode):
         groups = int(args[-1]) if isinstance(args[-1], int) else 1
         if x.dim() != 4 or weight.dim() != 4:
             return 0
+        if self.chunked and _conv_chunk_shape(args) is not None:  # in place: buffers in the runtime allowance
+            return 0
         kh, kw = int(weight.shape[2]), int(weight.shape[3])
         stride = args[3] if len(args) > 3 else 1
         padding = args[4] if len(args) > 4 else 0
         trivial = (kh, kw) == (1, 1) and all(int(v) == 1 for v in _pair(stride)) and _no_padding(padding)
         item = x.element_size()
         n, _, oh, ow = (int(v) for v in out.shape)
-        if self.chunked and _conv_chunk_shape(args) is not None:  # in place: buffers in the runtime allowance
-            return 0
         columns = 0 if trivial else n * int(weight.shape[1]) * kh * kw * oh * ow * item
         copies = (x.numel() + out.numel()) * item if groups > 1 else 0
         return columns + copies
